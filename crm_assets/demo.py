@@ -1,0 +1,41 @@
+"""`make demo`: the sandbox CRM, one real `dagster asset materialize` of group `crm`, a summary."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from crm_assets.contract import crm_resource_names
+from crm_assets.resources import DEFAULT_DATASET, DEFAULT_DUCKDB_PATH
+from crm_assets.sandbox import DEFAULT_SANDBOX_KEY, CrmStore, SandboxServer
+
+
+def main() -> int:
+    warehouse = Path(os.environ.get("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
+    with SandboxServer(CrmStore(), api_key=DEFAULT_SANDBOX_KEY) as sandbox:
+        print(f"sandbox CRM API on {sandbox.base_url}; warehouse {warehouse}", flush=True)
+        env = {
+            **os.environ,
+            "CRM_API_BASE_URL": sandbox.base_url,
+            "CRM_API_KEY": DEFAULT_SANDBOX_KEY,
+            "CRM_DUCKDB_PATH": str(warehouse),
+        }
+        command = ["dagster", "asset", "materialize", "--select", "group:crm"]
+        subprocess.run([*command, "-m", "crm_assets.definitions"], env=env, check=True)
+        expected = {name: sandbox.store.total(name) for name in crm_resource_names()}
+
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        print(f"\n{'table':<24}{'rows':>8}{'in CRM':>8}")
+        mismatched = 0
+        for name, total in expected.items():
+            table = f"{DEFAULT_DATASET}.{name}"
+            rows = connection.execute(f"select count(distinct id) from {table}").fetchone()[0]
+            mismatched += rows != total
+            print(f"{table:<24}{rows:>8}{total:>8}{'' if rows == total else '  MISMATCH'}")
+    return 1 if mismatched else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

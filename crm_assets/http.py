@@ -1,0 +1,43 @@
+"""The one HTTP session every CRM call goes through: timeout and retry policy live here only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlt.sources.helpers.requests import Client
+from requests import Session
+
+# The seed's retryable statuses. Anything else (400, 401, 403, 404, 501, ...) fails at once.
+RETRY_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one request: waits `backoff_factor * 2**(n-1)` s, or `Retry-After`, capped."""
+
+    max_retries: int = 3
+    backoff_factor: float = 2.0
+    max_delay_s: float = 60.0
+    statuses: tuple[int, ...] = RETRY_STATUSES
+
+    @property
+    def max_attempts(self) -> int:
+        return self.max_retries + 1
+
+
+def build_session(timeout_s: float, policy: RetryPolicy) -> Session:
+    """A requests session with dlt's tenacity retry wrapped around `send`.
+
+    Connection errors and timeouts are retried too (dlt's default exception list). Status errors
+    are raised by the REST client's response hook, which keeps the key out of the message.
+    """
+    client = Client(
+        request_timeout=timeout_s,
+        raise_for_status=False,
+        status_codes=policy.statuses,
+        request_max_attempts=policy.max_attempts,
+        request_backoff_factor=policy.backoff_factor,
+        request_max_retry_delay=policy.max_delay_s,
+        respect_retry_after_header=True,
+    )
+    return client.session

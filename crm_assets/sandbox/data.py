@@ -1,0 +1,208 @@
+"""Deterministic CRM records for the sandbox API, and the thread-safe store that serves them."""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+from itertools import islice
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Record = dict[str, Any]
+
+SANDBOX_RESOURCES: tuple[str, ...] = ("account", "contact", "lead", "opportunity")
+DEFAULT_RECORDS_PER_RESOURCE = 2000
+
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+_FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Frances", "Dennis")
+_LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton", "Allen")
+_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent")
+_SUFFIX = ("Inc", "GmbH", "Ltd", "LLC", "SA", "BV")
+_INDUSTRIES = ("software", "retail", "finance", "manufacturing", "healthcare", "logistics")
+_CITIES = (("Berlin", "DE"), ("Paris", "FR"), ("London", "GB"), ("Austin", "US"), ("Lyon", "FR"))
+_CURRENCIES = ("USD", "EUR", "GBP")
+_TAGS = ("enterprise", "smb", "partner", "priority", "renewal", "trial")
+_STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _stamps(rng: random.Random) -> dict[str, str]:
+    created = _EPOCH + timedelta(minutes=rng.randrange(0, 60 * 24 * 365))
+    updated = created + timedelta(minutes=rng.randrange(0, 60 * 24 * 90))
+    return {"created_at": _timestamp(created), "updated_at": _timestamp(updated)}
+
+
+def _maybe(rng: random.Random, share_null: float, value: Any) -> Any:
+    return None if rng.random() < share_null else value
+
+
+def _person(rng: random.Random, record_id: int) -> dict[str, str]:
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    return {
+        "first_name": first,
+        "last_name": last,
+        "email": f"{first}.{last}.{record_id}@example.com".lower(),
+    }
+
+
+def _account(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Record:
+    city, country = rng.choice(_CITIES)
+    address = {
+        "street": f"{rng.randrange(1, 300)} Main Street",
+        "city": city,
+        "postal_code": f"{rng.randrange(10000, 99999)}",
+        "country": country,
+    }
+    revenue = round(rng.uniform(1e5, 5e7), 2)
+    return {
+        "id": record_id,
+        "name": f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} {rng.choice(_SUFFIX)}",
+        "industry": rng.choice(_INDUSTRIES),
+        "website": f"https://account{record_id}.example.com",
+        "phone": _maybe(rng, 0.1, f"+1-555-{rng.randrange(1000, 9999)}"),
+        "status": rng.choice(("active", "active", "prospect", "churned")),
+        "annual_revenue": _maybe(rng, 0.15, revenue),
+        "currency": rng.choice(_CURRENCIES),
+        "employee_count": _maybe(rng, 0.1, rng.randrange(1, 20000)),
+        "owner_id": rng.randrange(1, 25),
+        "address": _maybe(rng, 0.05, address),
+        "tags": rng.sample(_TAGS, rng.randrange(0, 4)),
+        **_stamps(rng),
+    }
+
+
+def _account_link(rng: random.Random, sizes: Mapping[str, int]) -> int | None:
+    accounts = sizes.get("account", 0)
+    return rng.randrange(1, accounts + 1) if accounts else None
+
+
+def _contact(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Record:
+    return {
+        "id": record_id,
+        "account_id": _maybe(rng, 0.05, _account_link(rng, sizes)),
+        **_person(rng, record_id),
+        "phone": _maybe(rng, 0.3, f"+1-555-{rng.randrange(1000, 9999)}"),
+        "title": _maybe(rng, 0.2, rng.choice(("CTO", "VP Sales", "Engineer", "Buyer"))),
+        "status": rng.choice(("active", "active", "inactive", "bounced")),
+        "owner_id": rng.randrange(1, 25),
+        **_stamps(rng),
+    }
+
+
+def _lead(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Record:
+    return {
+        "id": record_id,
+        **_person(rng, record_id),
+        "company": f"{rng.choice(_WORDS)} {rng.choice(_SUFFIX)}",
+        "source": rng.choice(("web", "referral", "event", "outbound")),
+        "status": rng.choice(("new", "contacted", "qualified", "disqualified")),
+        "score": rng.randrange(0, 101),
+        "owner_id": _maybe(rng, 0.1, rng.randrange(1, 25)),
+        "tags": rng.sample(_TAGS, rng.randrange(0, 3)),
+        **_stamps(rng),
+    }
+
+
+def _opportunity(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Record:
+    stage = rng.choice(_STAGES)
+    close = _EPOCH + timedelta(days=rng.randrange(0, 540))
+    contacts = sizes.get("contact", 0)
+    return {
+        "id": record_id,
+        "customer_id": _account_link(rng, sizes),
+        "contact_id": _maybe(rng, 0.3, rng.randrange(1, contacts + 1) if contacts else None),
+        "name": f"{rng.choice(_WORDS)} deal {record_id}",
+        "stage": stage,
+        "amount": round(rng.uniform(500, 250000), 2),
+        "currency": rng.choice(_CURRENCIES),
+        "probability": rng.choice((0.1, 0.25, 0.5, 0.75, 0.9)),
+        "close_date": close.date().isoformat(),
+        "is_closed": stage.startswith("closed_"),
+        "owner_id": rng.randrange(1, 25),
+        **_stamps(rng),
+    }
+
+
+_GENERATORS: dict[str, Callable[[random.Random, int, Mapping[str, int]], Record]] = {
+    "account": _account,
+    "contact": _contact,
+    "lead": _lead,
+    "opportunity": _opportunity,
+}
+
+
+def generate_records(resource: str, count: int, seed: int, sizes: Mapping[str, int]) -> list[Record]:
+    """Records 1..count of one resource; the same seed always gives the same records."""
+    rng = random.Random(f"{seed}:{resource}")
+    return [_GENERATORS[resource](rng, record_id, sizes) for record_id in range(1, count + 1)]
+
+
+class UnknownRecordError(KeyError):
+    """Raised when a test or admin call names a record the store does not hold."""
+
+
+class CrmStore:
+    """In-memory CRM data in id order, so offset paging is stable; safe to mutate between syncs."""
+
+    def __init__(
+        self,
+        records_per_resource: int | Mapping[str, int] = DEFAULT_RECORDS_PER_RESOURCE,
+        seed: int = 42,
+    ) -> None:
+        if isinstance(records_per_resource, int):
+            sizes = dict.fromkeys(SANDBOX_RESOURCES, records_per_resource)
+        else:
+            sizes = {name: records_per_resource.get(name, 0) for name in SANDBOX_RESOURCES}
+        self._lock = threading.Lock()
+        self._records: dict[str, dict[int, Record]] = {
+            name: {r["id"]: r for r in generate_records(name, sizes[name], seed, sizes)}
+            for name in SANDBOX_RESOURCES
+        }
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return tuple(self._records)
+
+    def page(self, resource: str, offset: int, limit: int) -> tuple[list[Record], int]:
+        """One page in id order, and the resource's total at the time of the request."""
+        with self._lock:
+            table = self._records[resource]  # insertion order is id order: ids only grow
+            return copy.deepcopy(list(islice(table.values(), offset, offset + limit))), len(table)
+
+    def records(self, resource: str) -> list[Record]:
+        """Every record of a resource, in id order (a copy: tests compare against it)."""
+        return self.page(resource, 0, self.total(resource))[0]
+
+    def total(self, resource: str) -> int:
+        with self._lock:
+            return len(self._records[resource])
+
+    def insert(self, resource: str, fields: Mapping[str, Any]) -> Record:
+        """Adds a record with the next id and fresh timestamps."""
+        with self._lock:
+            table = self._records[resource]
+            record_id = max(table, default=0) + 1
+            now = _timestamp(datetime.now(UTC))
+            record = {**fields, "id": record_id, "created_at": now, "updated_at": now}
+            table[record_id] = record
+            return copy.deepcopy(record)
+
+    def update(self, resource: str, record_id: int, fields: Mapping[str, Any]) -> Record:
+        """Changes fields of a record and moves its `updated_at` forward."""
+        with self._lock:
+            table = self._records[resource]
+            if record_id not in table:
+                raise UnknownRecordError(f"{resource} {record_id}")
+            table[record_id].update(fields, id=record_id)
+            table[record_id]["updated_at"] = _timestamp(datetime.now(UTC))
+            return copy.deepcopy(table[record_id])
+
+    def delete(self, resource: str, record_id: int) -> None:
+        with self._lock:
+            if self._records[resource].pop(record_id, None) is None:
+                raise UnknownRecordError(f"{resource} {record_id}")

@@ -1,0 +1,82 @@
+"""Fixtures: a real sandbox CRM on a loopback port, a DuckDB file in tmp_path, and a sync helper."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_dlt import DagsterDltResource
+
+from crm_assets.assets import build_crm_assets
+from crm_assets.resources import CrmApiResource, WarehouseResource
+from crm_assets.sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
+
+TEST_KEY = "test-key-7f3a9c51e2"
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No telemetry, no env leaking in from the developer's shell."""
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    for name in ("CRM_API_BASE_URL", "CRM_API_KEY", "CRM_DUCKDB_PATH", "SOURCES__CRM__API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+SandboxFactory = Callable[..., SandboxServer]
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[SandboxFactory]:
+    """Starts sandboxes with the given sizes / fault settings; stops them after the test."""
+    servers: list[SandboxServer] = []
+
+    def make(records: int | dict[str, int] = 250, **settings: object) -> SandboxServer:
+        server = SandboxServer(
+            CrmStore(records), FaultPlan(FaultSettings(**settings)), api_key=TEST_KEY
+        ).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> SandboxServer:
+    return make_sandbox()
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> WarehouseResource:
+    return WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb"))
+
+
+@pytest.fixture(scope="session")
+def crm_assets_def() -> dg.AssetsDefinition:
+    return build_crm_assets()
+
+
+Sync = Callable[..., dg.ExecuteInProcessResult]
+
+
+@pytest.fixture
+def sync(crm_assets_def: dg.AssetsDefinition, warehouse: WarehouseResource) -> Sync:
+    """Materializes CRM assets in-process against a sandbox; API settings can be overridden."""
+
+    def run(
+        sandbox: SandboxServer, selection: str | None = None, **api: object
+    ) -> dg.ExecuteInProcessResult:
+        settings = {"base_url": sandbox.base_url, "api_key": TEST_KEY, **api}
+        return dg.materialize(
+            [crm_assets_def],
+            resources={
+                "dlt": DagsterDltResource(),
+                "crm_api": CrmApiResource(**settings),
+                "warehouse": warehouse,
+            },
+            selection=selection,
+            raise_on_error=False,
+        )
+
+    return run

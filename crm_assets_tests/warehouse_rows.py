@@ -1,0 +1,71 @@
+"""Reads CRM tables back into the API's record shape, so tests compare record for record."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from crm_assets.resources import WarehouseResource
+
+_DLT_COLUMNS = {"_dlt_load_id", "_dlt_id"}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _tables(warehouse: WarehouseResource) -> set[str]:
+    with warehouse.connect() as connection:
+        query = "select table_name from information_schema.tables where table_schema = ?"
+        rows = connection.execute(query, [warehouse.dataset_name]).fetchall()
+    return {row[0] for row in rows}
+
+
+def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str, Any]]:
+    """Rows of `table` with `a__b` columns folded back into objects and child lists attached."""
+    schema = warehouse.dataset_name
+    tables = _tables(warehouse)
+    with warehouse.connect() as connection:
+        cursor = connection.execute(f"select * from {schema}.{table} order by id")
+        columns = [c[0] for c in cursor.description]
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        children: dict[str, dict[str, list[Any]]] = {}
+        for child in sorted(t for t in tables if t.startswith(f"{table}__")):
+            field = child.removeprefix(f"{table}__")
+            query = f"select _dlt_parent_id, value from {schema}.{child} order by _dlt_list_idx"
+            for parent_id, value in connection.execute(query).fetchall():
+                children.setdefault(field, {}).setdefault(parent_id, []).append(_plain(value))
+    records = []
+    for row in rows:
+        record: dict[str, Any] = {}
+        for column, value in row.items():
+            if column in _DLT_COLUMNS:
+                continue
+            if "__" in column:
+                parent, field = column.split("__", 1)
+                record.setdefault(parent, {})[field] = _plain(value)
+            else:
+                record[column] = _plain(value)
+        for parent, value in list(record.items()):
+            if isinstance(value, dict) and all(v is None for v in value.values()):
+                record[parent] = None
+        for field, by_parent in children.items():
+            record[field] = by_parent.get(row["_dlt_id"], [])
+        records.append(record)
+    return records
+
+
+def assert_same_records(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> None:
+    """Same ids in the same order and every API field equal (absent all-null columns count as None)."""
+    assert [r["id"] for r in actual] == [r["id"] for r in expected]
+    for want, got in zip(expected, actual, strict=True):
+        for field, value in want.items():
+            if value == []:
+                assert got.get(field) in (None, []), (want["id"], field)
+            else:
+                assert got.get(field) == value, (want["id"], field)
