@@ -55,15 +55,14 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         except ValueError as problem:
             faults.record(resource, None, None, 400)
             return _error(400, str(problem))
+        fault = faults.decide(resource, offset)
+        faults.record(resource, offset, limit, fault.status if fault else 200)  # on arrival
         if faults.settings.latency_ms:
             await asyncio.sleep(faults.settings.latency_ms / 1000)
-        fault = faults.decide(resource, offset)
         if fault is not None:
-            faults.record(resource, offset, limit, fault.status)
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
             return _error(fault.status, _REASONS.get(fault.status, "injected fault"), headers)
         records, total = store.page(resource, offset, min(limit, faults.settings.max_page_size))
-        faults.record(resource, offset, limit, 200)
         return JSONResponse({"data": records, "total": total})
 
     async def admin(request: Request) -> Response:
