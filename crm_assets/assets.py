@@ -28,7 +28,9 @@ def _table_row_counts(pipeline: dlt.Pipeline, tables: list[str]) -> dict[str, in
             )
         }
         return {
-            table: client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")[0][0]
+            table: client.execute_sql(
+                f"select count(*) from {client.make_qualified_table_name(table)}"
+            )[0][0]
             for table in tables
             if table in existing
         }

@@ -73,6 +73,4 @@ def crm_source(
     page_size: int = DEFAULT_PAGE_SIZE,
 ) -> DltSource:
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice."""
-    return rest_api_source(
-        rest_api_config(base_url, api_key, session, page_size), name=SOURCE_NAME
-    )
+    return rest_api_source(rest_api_config(base_url, api_key, session, page_size), name=SOURCE_NAME)

@@ -26,7 +26,9 @@ class CrmConfigError(ValueError):
 class CrmApiResource(dg.ConfigurableResource):
     """The CRM REST API. Unset `base_url` / `api_key` fall back to dlt's `sources.crm.*` config."""
 
-    base_url: str | None = Field(default=None, description="CRM API root, e.g. https://crm.example.com")
+    base_url: str | None = Field(
+        default=None, description="CRM API root, e.g. https://crm.example.com"
+    )
     api_key: str | None = Field(default=None, description="Sent as ?api_key=; set via CRM_API_KEY")
     page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, description="Records asked per page")
     timeout_s: float = Field(default=30.0, gt=0, description="Per-request connect/read timeout")
@@ -42,8 +44,8 @@ class CrmApiResource(dg.ConfigurableResource):
         url = self.base_url or dlt.config.get(f"sources.{SOURCE_NAME}.base_url", str)
         if not url:
             raise CrmConfigError(
-                f"CRM API base URL is not set: set CRM_API_BASE_URL or sources.{SOURCE_NAME}.base_url"
-                " in .dlt/config.toml"
+                "CRM API base URL is not set: set CRM_API_BASE_URL or"
+                f" sources.{SOURCE_NAME}.base_url in .dlt/config.toml"
             )
         return url
 
@@ -67,7 +69,9 @@ class CrmApiResource(dg.ConfigurableResource):
 class WarehouseResource(dg.ConfigurableResource):
     """Where CRM tables land: a DuckDB file, tables in schema `dataset_name`."""
 
-    duckdb_path: str = Field(default=DEFAULT_DUCKDB_PATH, description="DuckDB file; CRM_DUCKDB_PATH")
+    duckdb_path: str = Field(
+        default=DEFAULT_DUCKDB_PATH, description="DuckDB file; CRM_DUCKDB_PATH"
+    )
     dataset_name: str = Field(default=DEFAULT_DATASET, description="Schema the tables land in")
 
     @property
@@ -79,8 +83,8 @@ class WarehouseResource(dg.ConfigurableResource):
         if self.path.stem == self.dataset_name:
             # DuckDB then fails with "Ambiguous reference to catalog or schema".
             raise CrmConfigError(
-                f"DuckDB file {self.path.name!r} has the same stem as dataset {self.dataset_name!r};"
-                " rename the file (CRM_DUCKDB_PATH) or the dataset"
+                f"DuckDB file {self.path.name!r} has the same stem as dataset"
+                f" {self.dataset_name!r}; rename the file (CRM_DUCKDB_PATH) or the dataset"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.pipeline(

@@ -30,7 +30,9 @@ def test_full_sync_matches_the_crm_record_for_record(
 def test_materializations_carry_rows_schema_and_table(sandbox: SandboxServer, sync: Sync) -> None:
     result = sync(sandbox)
 
-    events = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    events = {
+        e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()
+    }
     assert set(events) == {dg.AssetKey(["crm", name]) for name in crm_resource_names()}
     account = events[dg.AssetKey(["crm", "account"])]
     assert account["rows_loaded"].value == sandbox.store.total("account")
@@ -69,7 +71,12 @@ def test_subset_materialization_loads_only_the_selected_table(
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey(["crm", "lead"])}
     with warehouse.connect() as connection:
-        tables = {r[0] for r in connection.sql("select table_name from duckdb_tables() where schema_name = 'crm'").fetchall()}
+        tables = {
+            r[0]
+            for r in connection.sql(
+                "select table_name from duckdb_tables() where schema_name = 'crm'"
+            ).fetchall()
+        }
     assert {"lead"} <= tables
     assert not tables & {"account", "contact", "opportunity"}
     assert {r.resource for r in sandbox.faults.log} == {"lead"}

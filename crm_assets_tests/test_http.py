@@ -1,5 +1,6 @@
 """Retry policy end to end: which statuses are retried, how often, how long between attempts."""
 
+import itertools
 import socket
 
 import dagster as dg
@@ -31,7 +32,7 @@ def assert_key_nowhere(result: dg.ExecuteInProcessResult, caplog: pytest.LogCapt
 
 def waits_between(sandbox: SandboxServer, resource: str, offset: int) -> list[float]:
     stamps = [r.at for r in sandbox.faults.requests_for(resource) if r.offset == offset]
-    return [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    return [later - earlier for earlier, later in itertools.pairwise(stamps)]
 
 
 def statuses_at(sandbox: SandboxServer, resource: str, offset: int) -> list[int]:
@@ -56,7 +57,9 @@ def test_transient_status_is_retried_with_exponential_backoff_and_the_sync_compl
     assert result.success
     assert statuses_at(sandbox, "account", 100) == [status, status, status, 200]
     assert statuses_at(sandbox, "account", 0) == statuses_at(sandbox, "account", 200) == [200]
-    for wait, expected in zip(waits_between(sandbox, "account", 100), (0.05, 0.1, 0.2), strict=True):
+    for wait, expected in zip(
+        waits_between(sandbox, "account", 100), (0.05, 0.1, 0.2), strict=True
+    ):
         assert expected <= wait < expected + 0.5
     assert_same_records(sandbox.store.records("account"), warehouse_records(warehouse, "account"))
 
@@ -92,7 +95,9 @@ def test_retries_give_up_after_three_and_fail_naming_the_resource(
     assert not result.success
     assert statuses_at(sandbox, "opportunity", 100) == [503] * 4
     message = failure_message(result)
-    assert "CRM resource 'opportunity': GET /v1/opportunity at offset 100 answered HTTP 503" in message
+    assert (
+        "CRM resource 'opportunity': GET /v1/opportunity at offset 100 answered HTTP 503" in message
+    )
     assert "gave up after 4 attempts" in message
     assert_key_nowhere(result, caplog)
 
@@ -131,7 +136,9 @@ def test_permanent_status_fails_at_once_and_keeps_the_last_good_sync(
     assert not result.success
     assert statuses_at(sandbox, "contact", 200) == [200, status]  # the good sync's, then one try
     message = failure_message(result)
-    assert f"CRM resource 'contact': GET /v1/contact at offset 200 answered HTTP {status}" in message
+    assert (
+        f"CRM resource 'contact': GET /v1/contact at offset 200 answered HTTP {status}" in message
+    )
     assert "not retried" in message
     assert warehouse_records(warehouse, "contact") == good
     assert_key_nowhere(result, caplog)

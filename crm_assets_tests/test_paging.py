@@ -90,7 +90,9 @@ def test_paginator_advances_by_records_received_and_stops_at_total() -> None:
         pytest.param({"total": 3}, "no 'data' list", id="no-data"),
         pytest.param({"data": {"id": 1}, "total": 1}, "no 'data' list", id="data-not-a-list"),
         pytest.param({"data": [{"email": "jane@corp.example"}]}, "'total'", id="no-total"),
-        pytest.param({"data": [{"email": "jane@corp.example"}], "total": "7"}, "'total'", id="text"),
+        pytest.param(
+            {"data": [{"email": "jane@corp.example"}], "total": "7"}, "'total'", id="text"
+        ),
         pytest.param(["jane@corp.example"], "no 'data' list", id="not-an-object"),
     ],
 )

@@ -61,7 +61,7 @@ def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str
 
 
 def assert_same_records(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> None:
-    """Same ids in the same order and every API field equal (absent all-null columns count as None)."""
+    """Same ids in order, every API field equal (an absent all-null column counts as None)."""
     assert [r["id"] for r in actual] == [r["id"] for r in expected]
     for want, got in zip(expected, actual, strict=True):
         for field, value in want.items():

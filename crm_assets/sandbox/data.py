@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 import random
 import threading
-from itertools import islice
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 Record = dict[str, Any]
@@ -16,7 +16,18 @@ SANDBOX_RESOURCES: tuple[str, ...] = ("account", "contact", "lead", "opportunity
 DEFAULT_RECORDS_PER_RESOURCE = 2000
 
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-_FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Frances", "Dennis")
+_FIRST = (
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Ken",
+    "Margaret",
+    "Linus",
+    "Frances",
+    "Dennis",
+)
 _LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Hamilton", "Allen")
 _WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent")
 _SUFFIX = ("Inc", "GmbH", "Ltd", "LLC", "SA", "BV")
@@ -136,7 +147,9 @@ _GENERATORS: dict[str, Callable[[random.Random, int, Mapping[str, int]], Record]
 }
 
 
-def generate_records(resource: str, count: int, seed: int, sizes: Mapping[str, int]) -> list[Record]:
+def generate_records(
+    resource: str, count: int, seed: int, sizes: Mapping[str, int]
+) -> list[Record]:
     """Records 1..count of one resource; the same seed always gives the same records."""
     rng = random.Random(f"{seed}:{resource}")
     return [_GENERATORS[resource](rng, record_id, sizes) for record_id in range(1, count + 1)]

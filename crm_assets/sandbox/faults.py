@@ -1,4 +1,4 @@
-"""What the sandbox does to requests besides answering them: latency, rate limits, injected faults."""
+"""What the sandbox does to requests besides answering: latency, rate limits, injected faults."""
 
 from __future__ import annotations
 

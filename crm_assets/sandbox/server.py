@@ -1,4 +1,4 @@
-"""Runs the sandbox on a real loopback socket: in a thread for tests and the demo, or as `crm-sandbox`."""
+"""Serves the sandbox on a loopback socket: in a thread for tests and the demo, or `crm-sandbox`."""
 
 from __future__ import annotations
 
@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
     )
-    print(f"crm-sandbox serving {args.records} records per resource on {server.base_url}", flush=True)
+    print(
+        f"crm-sandbox serving {args.records} records per resource on {server.base_url}", flush=True
+    )
     server.serve_forever()
 
 

@@ -1,0 +1,72 @@
+"""The documented entry point: `dagster asset materialize` configured only by env vars."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from crm_assets.contract import crm_resource_names
+from crm_assets.sandbox import SandboxServer
+from crm_assets_tests.conftest import TEST_KEY
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def _materialize(tmp_path: Path, base_url: str, key: str) -> subprocess.CompletedProcess[str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "CRM_API_BASE_URL": base_url,
+        "CRM_API_KEY": key,
+        "CRM_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+    }
+    command = [DAGSTER, "asset", "materialize", "--select", "group:crm"]
+    return subprocess.run(
+        [*command, "-m", "crm_assets.definitions"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _stored_text(home: Path, key: str) -> list[Path]:
+    """Files under the Dagster instance (event logs, compute logs) that contain `key`."""
+    return [p for p in home.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+
+
+def test_env_configured_cli_run_syncs_every_table(sandbox: SandboxServer, tmp_path: Path) -> None:
+    done = _materialize(tmp_path, sandbox.base_url, TEST_KEY)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        for name in crm_resource_names():
+            query = f"select count(*), count(distinct id) from crm.{name}"
+            rows, ids = connection.execute(query).fetchone()
+            assert rows == ids == sandbox.store.total(name)
+    assert TEST_KEY not in done.stdout + done.stderr
+    assert _stored_text(tmp_path / "dagster_home", TEST_KEY) == []
+    assert _stored_text(tmp_path / "dlt_pipelines", TEST_KEY) == []
+
+
+def test_cli_run_with_a_wrong_key_fails_clearly_without_the_key(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    wrong = "wrong-key-5c2b19aa"
+
+    done = _materialize(tmp_path, sandbox.base_url, wrong)
+
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "GET /v1/account at offset 0 answered HTTP 401" in output
+    assert wrong not in output
+    assert _stored_text(tmp_path / "dagster_home", wrong) == []
+    assert _stored_text(tmp_path / "dlt_pipelines", wrong) == []

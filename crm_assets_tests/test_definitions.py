@@ -1,0 +1,109 @@
+"""The code location: loads with no env and exposes exactly the promised assets and lineage."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from crm_assets.contract import crm_resource_names
+from crm_assets.definitions import defs
+
+CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead", "opportunity")}
+API_KEYS = {
+    dg.AssetKey(["crm_api", name]) for name in ("account", "contact", "lead", "opportunity")
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dg.Definitions:
+    return defs()
+
+
+def test_asset_keys_are_pinned(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    assert set(graph.get_all_asset_keys()) == CRM_KEYS | API_KEYS
+    assert {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable} == CRM_KEYS
+
+
+def test_each_table_is_in_group_crm_fed_by_its_api_endpoint(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    for name in crm_resource_names():
+        node = graph.get(dg.AssetKey(["crm", name]))
+        assert node.group_name == "crm"
+        assert node.parent_keys == {dg.AssetKey(["crm_api", name])}
+        assert node.kinds == {"dlt", "duckdb"}
+        assert graph.get(dg.AssetKey(["crm_api", name])).group_name == "crm_api"
+
+
+def test_crm_assets_are_one_subsettable_dlt_op(loaded: dg.Definitions) -> None:
+    (crm_sync,) = [a for a in loaded.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    assert crm_sync.can_subset
+    assert set(crm_sync.keys) == CRM_KEYS
+    assert crm_sync.op.name == "crm_sync"
+
+
+def test_secrets_come_from_env_vars_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_API_KEY", "never-shown")
+    monkeypatch.setenv("CRM_API_BASE_URL", "http://127.0.0.1:1")
+
+    resources = defs().resources or {}
+
+    assert resources["crm_api"].api_key == dg.EnvVar("CRM_API_KEY")
+    assert resources["crm_api"].base_url == dg.EnvVar("CRM_API_BASE_URL")
+    assert resources["warehouse"].duckdb_path == "data/warehouse.duckdb"
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "SOURCES__"))}
+    return {**env, "DAGSTER_HOME": str(tmp_path), "RUNTIME__DLTHUB_TELEMETRY": "false"}
+
+
+def test_dagster_validates_the_location_with_no_env_vars(tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    command = [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"]
+    done = subprocess.run(
+        [*command, "-m", "crm_assets.definitions"],
+        cwd=REPO,
+        env=_clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "All code locations passed validation" in done.stdout + done.stderr
+
+
+_IMPORT_PROBE = """
+import os, collections.abc, dagster, dlt, dagster_dlt, duckdb, starlette, uvicorn
+class Spy(collections.abc.MutableMapping):
+    def __init__(self, env): self.env, self.read = env, set()
+    def __getitem__(self, key): self.read.add(key); return self.env[key]
+    def __contains__(self, key): self.read.add(key); return key in self.env
+    def __setitem__(self, key, value): self.env[key] = value
+    def __delitem__(self, key): del self.env[key]
+    def __iter__(self): return iter(self.env)
+    def __len__(self): return len(self.env)
+os.environ = spy = Spy(os.environ)
+import crm_assets.definitions, crm_assets.assets, crm_assets.resources, crm_assets.sandbox
+print(sorted(k for k in spy.read if k.startswith(("CRM_", "SOURCES__"))))
+"""
+
+
+def test_importing_the_package_reads_no_env_and_writes_no_files(tmp_path: Path) -> None:
+    data_dir = tmp_path / "dlt_data"
+    env = {**_clean_env(tmp_path), "HOME": str(tmp_path), "DLT_DATA_DIR": str(data_dir)}
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO), "CRM_API_KEY": "k"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
