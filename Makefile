@@ -43,3 +43,6 @@ format: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
+
+bench: install
+	$(BIN)/python benchmarks/bench_sync.py
