@@ -22,7 +22,8 @@ def main() -> int:
             "CRM_API_KEY": DEFAULT_SANDBOX_KEY,
             "CRM_DUCKDB_PATH": str(warehouse),
         }
-        command = ["dagster", "asset", "materialize", "--select", "group:crm"]
+        dagster = str(Path(sys.executable).parent / "dagster")
+        command = [dagster, "asset", "materialize", "--select", "group:crm"]
         subprocess.run([*command, "-m", "crm_assets.definitions"], env=env, check=True)
         expected = {name: sandbox.store.total(name) for name in crm_resource_names()}
 

@@ -94,3 +94,23 @@ def test_sync_of_an_unchanged_crm_changes_nothing(
     assert warehouse_records(warehouse, "account") == before
     assert _count(warehouse, "account") == (120, 120)
     assert TEST_KEY not in str(sandbox.faults.log)
+
+
+def test_sync_through_random_transient_faults_and_a_page_cap_is_exact(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(
+        {"account": 420, "contact": 380, "lead": 210, "opportunity": 333},
+        transient_fault_rate=0.25,
+        retry_after_s=0,
+        max_page_size=100,
+        seed=3,
+    )
+
+    result = sync(sandbox, page_size=250, backoff_factor=0.01)
+
+    assert result.success
+    failed = [r for r in sandbox.faults.log if r.status != 200]
+    assert len(failed) >= 5  # the faults really happened
+    for name in crm_resource_names():
+        assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
