@@ -43,7 +43,11 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
     resource = next(
         (e.pipe_name for e in chain if isinstance(e, ResourceExtractionError)), "(unknown)"
     )
-    message = f"CRM sync failed: {type(exc).__name__}"
+    step = getattr(exc, "step", None)
+    cause = getattr(exc, "exception", exc)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()] or [""]
+    summary = lines[0][:300] + (f" ... {lines[-1][:300]}" if len(lines) > 1 else "")
+    message = f"CRM sync failed in dlt step {step!r}: {type(cause).__name__}: {summary}"
     for error in chain:
         if isinstance(error, HTTPError) and error.response is not None:
             status = error.response.status_code
@@ -69,7 +73,7 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
                 f" {type(error).__name__} after {policy.max_attempts} attempts."
             )
             break
-    if getattr(exc, "step", None) == "extract":
+    if step == "extract":
         message += " Nothing was loaded: the warehouse is as the last good sync left it."
     for secret in secrets:
         message = message.replace(secret, "***")

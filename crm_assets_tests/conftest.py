@@ -1,5 +1,7 @@
 """Fixtures: a real sandbox CRM on a loopback port, a DuckDB file in tmp_path, and a sync helper."""
 
+import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +14,19 @@ from crm_assets.resources import CrmApiResource, WarehouseResource
 from crm_assets.sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
 
 TEST_KEY = "test-key-7f3a9c51e2"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def venv_script(name: str) -> str:
+    """A console script installed next to this interpreter (dagster, crm-sandbox)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -114,3 +114,20 @@ def test_sync_through_random_transient_faults_and_a_page_cap_is_exact(
     assert len(failed) >= 5  # the faults really happened
     for name in crm_resource_names():
         assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
+
+
+def test_a_locked_warehouse_fails_with_the_reason(
+    sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    assert sync(sandbox, selection="crm/lead").success
+    with warehouse.connect(read_only=False) as holder:
+        holder.execute("begin transaction; delete from crm.lead; ")
+        result = sync(sandbox, selection="crm/lead")
+        holder.execute("rollback")
+
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.step_failure_data.error.cause.message
+    assert "CRM sync failed in dlt step" in message
+    assert TEST_KEY not in message
+    assert _count(warehouse, "lead") == (250, 250)

@@ -2,17 +2,13 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 
 from crm_assets.contract import crm_resource_names
 from crm_assets.sandbox import SandboxServer
-from crm_assets_tests.conftest import TEST_KEY
-
-REPO = Path(__file__).resolve().parents[1]
-DAGSTER = str(Path(sys.executable).parent / "dagster")
+from crm_assets_tests.conftest import REPO, TEST_KEY, venv_script
 
 
 def _materialize(tmp_path: Path, base_url: str, key: str) -> subprocess.CompletedProcess[str]:
@@ -27,7 +23,7 @@ def _materialize(tmp_path: Path, base_url: str, key: str) -> subprocess.Complete
         "CRM_API_KEY": key,
         "CRM_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
     }
-    command = [DAGSTER, "asset", "materialize", "--select", "group:crm"]
+    command = [venv_script("dagster"), "asset", "materialize", "--select", "group:crm"]
     return subprocess.run(
         [*command, "-m", "crm_assets.definitions"],
         cwd=REPO,

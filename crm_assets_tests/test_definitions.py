@@ -10,12 +10,12 @@ import pytest
 
 from crm_assets.contract import crm_resource_names
 from crm_assets.definitions import defs
+from crm_assets_tests.conftest import REPO, venv_script
 
 CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead", "opportunity")}
 API_KEYS = {
     dg.AssetKey(["crm_api", name]) for name in ("account", "contact", "lead", "opportunity")
 }
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
 
 def test_dagster_validates_the_location_with_no_env_vars(tmp_path: Path) -> None:
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    command = [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"]
+    command = [venv_script("dagster"), "definitions", "validate"]
     done = subprocess.run(
         [*command, "-m", "crm_assets.definitions"],
         cwd=REPO,

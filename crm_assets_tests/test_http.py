@@ -1,7 +1,6 @@
 """Retry policy end to end: which statuses are retried, how often, how long between attempts."""
 
 import itertools
-import socket
 
 import dagster as dg
 import pytest
@@ -9,7 +8,7 @@ import pytest
 from crm_assets.http import RETRY_STATUSES, RetryPolicy, build_session
 from crm_assets.resources import WarehouseResource
 from crm_assets.sandbox import SandboxServer
-from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync
+from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, free_port
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 
 FAST = {"backoff_factor": 0.05}  # waits 0.05 s, 0.1 s, 0.2 s
@@ -159,17 +158,11 @@ def test_wrong_key_fails_with_a_hint_and_never_echoes_the_key(
     assert wrong not in caplog.text
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_connection_errors_are_retried_then_reported(
     sandbox: SandboxServer, sync: Sync, caplog: pytest.LogCaptureFixture
 ) -> None:
     sandbox.stop()
-    sandbox.port = _closed_port()
+    sandbox.port = free_port()
 
     result = sync(sandbox, selection="crm/account", **FAST)
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from crm_assets.resources import CrmApiResource, CrmConfigError, WarehouseResource
-
-REPO = Path(__file__).resolve().parents[1]
+from crm_assets_tests.conftest import REPO
 
 
 def test_missing_base_url_and_key_name_the_settings_to_change() -> None:
