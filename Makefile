@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export RUNTIME__DLTHUB_TELEMETRY := false
 SANDBOX_PORT ?= 8765
+SANDBOX_CHURN_S ?= 120
+DAGSTER_PORT ?= 3000
 
 .PHONY: install demo dev test lint format bench clean
 
@@ -20,13 +22,15 @@ $(STAMP): pyproject.toml setup.cfg constraints.txt
 demo: install
 	$(BIN)/python -m crm_assets.demo
 
+# The sandbox changes one record every SANDBOX_CHURN_S seconds; the change sensor ticks every 30 s.
 dev: install
-	@echo "sandbox on http://127.0.0.1:$(SANDBOX_PORT); Dagster UI on http://127.0.0.1:3000"
-	$(BIN)/crm-sandbox --port $(SANDBOX_PORT) & sandbox=$$!; \
+	@echo "sandbox on http://127.0.0.1:$(SANDBOX_PORT); Dagster UI on http://127.0.0.1:$(DAGSTER_PORT)"
+	$(BIN)/crm-sandbox --port $(SANDBOX_PORT) --churn-every $(SANDBOX_CHURN_S) & sandbox=$$!; \
 	trap 'kill $$sandbox' EXIT INT TERM; \
 	CRM_API_BASE_URL=$${CRM_API_BASE_URL:-http://127.0.0.1:$(SANDBOX_PORT)} \
 	CRM_API_KEY=$${CRM_API_KEY:-sandbox-key} \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	CRM_SENSOR_INTERVAL_SECONDS=$${CRM_SENSOR_INTERVAL_SECONDS:-30} \
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # pytest exits 5 when it collected nothing; say so rather than fail on it.
 test: install

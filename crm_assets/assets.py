@@ -9,7 +9,12 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crm_assets.contract import crm_source
 from crm_assets.errors import CrmSyncError, describe_sync_failure
-from crm_assets.resources import DEFAULT_DATASET, CrmApiResource, WarehouseResource
+from crm_assets.resources import (
+    DEFAULT_DATASET,
+    WAREHOUSE_POOL,
+    CrmApiResource,
+    WarehouseResource,
+)
 from crm_assets.translator import CrmTranslator
 
 PIPELINE_NAME = "crm_api"
@@ -50,7 +55,7 @@ def _with_counts(
         yield result._replace(metadata=metadata)
 
 
-def build_crm_assets() -> dg.AssetsDefinition:
+def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.AssetsDefinition:
     """Asset specs come from a placeholder source; every run builds the real one from resources."""
 
     @dlt_assets(
@@ -59,7 +64,8 @@ def build_crm_assets() -> dg.AssetsDefinition:
             pipeline_name=PIPELINE_NAME, destination="duckdb", dataset_name=DEFAULT_DATASET
         ),
         name="crm_sync",
-        dagster_dlt_translator=CrmTranslator(),
+        dagster_dlt_translator=CrmTranslator(freshness_policy),
+        pool=WAREHOUSE_POOL,
     )
     def crm_sync(
         context: dg.AssetExecutionContext,

@@ -16,6 +16,7 @@ from crm_assets.paging import CrmOffsetPaginator
 
 SOURCE_NAME = "crm"
 DEFAULT_PAGE_SIZE = 100
+API_KEY_PARAM = "api_key"  # sent in the query string
 
 # One entry per CRM resource: the endpoint is `/v1/<name>`, the table and asset are `<name>`.
 CRM_RESOURCES: tuple[dict[str, Any], ...] = (
@@ -30,6 +31,10 @@ def crm_resource_names() -> list[str]:
     return [resource["name"] for resource in CRM_RESOURCES]
 
 
+def endpoint_path(resource_name: str) -> str:
+    return f"/v1/{resource_name}"
+
+
 def rest_api_config(
     base_url: str,
     api_key: str,
@@ -39,7 +44,7 @@ def rest_api_config(
     """The seed's config dict, with the caller's secret and HTTP session filled in."""
     client: dict[str, Any] = {
         "base_url": base_url,
-        "auth": {"type": "api_key", "name": "api_key", "api_key": api_key, "location": "query"},
+        "auth": {"type": "api_key", "name": API_KEY_PARAM, "api_key": api_key, "location": "query"},
     }
     if session is not None:
         client["session"] = session
@@ -53,7 +58,7 @@ def rest_api_config(
             {
                 **resource,
                 "endpoint": {
-                    "path": f"/v1/{resource['name']}",
+                    "path": endpoint_path(resource["name"]),
                     "method": "GET",
                     "data_selector": "data",
                     # {"type": "offset", "limit": page_size}, advancing by records received

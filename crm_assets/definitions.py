@@ -9,7 +9,11 @@ from dagster_dlt import DagsterDltResource
 
 from crm_assets.assets import build_crm_assets
 from crm_assets.contract import crm_resource_names
+from crm_assets.jobs import build_crm_sync_job
 from crm_assets.resources import DEFAULT_DUCKDB_PATH, CrmApiResource, WarehouseResource
+from crm_assets.schedules import build_reconcile_schedule
+from crm_assets.sensors import build_crm_change_sensor
+from crm_assets.settings import OrchestrationSettings
 from crm_assets.translator import api_asset_specs
 
 
@@ -20,8 +24,15 @@ def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    settings = OrchestrationSettings.from_env(os.environ)
+    freshness = dg.FreshnessPolicy.time_window(
+        fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
+    )
     return dg.Definitions(
-        assets=[*api_asset_specs(crm_resource_names()), build_crm_assets()],
+        assets=[*api_asset_specs(crm_resource_names()), build_crm_assets(freshness)],
+        jobs=[build_crm_sync_job()],
+        schedules=[build_reconcile_schedule(settings)],
+        sensors=[build_crm_change_sensor(settings)],
         resources={
             "dlt": DagsterDltResource(),
             "crm_api": CrmApiResource(

@@ -1,4 +1,4 @@
-"""`make demo`: the sandbox CRM, one real `dagster asset materialize` of group `crm`, a summary."""
+"""`make demo`: the sandbox CRM, one real `dagster job execute` of `crm_sync_job`, a summary."""
 
 import os
 import subprocess
@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from crm_assets.contract import crm_resource_names
+from crm_assets.jobs import CRM_SYNC_JOB
 from crm_assets.resources import DEFAULT_DATASET, DEFAULT_DUCKDB_PATH
 from crm_assets.sandbox import DEFAULT_SANDBOX_KEY, CrmStore, SandboxServer
 
@@ -23,7 +24,7 @@ def main() -> int:
             "CRM_DUCKDB_PATH": str(warehouse),
         }
         dagster = str(Path(sys.executable).parent / "dagster")
-        command = [dagster, "asset", "materialize", "--select", "group:crm"]
+        command = [dagster, "job", "execute", "--job", CRM_SYNC_JOB]
         subprocess.run([*command, "-m", "crm_assets.definitions"], env=env, check=True)
         expected = {name: sandbox.store.total(name) for name in crm_resource_names()}
 

@@ -25,6 +25,10 @@ class RetryPolicy:
         return self.max_retries + 1
 
 
+# A sensor probe retries once, briefly: the next tick is the real retry.
+PROBE_RETRY_POLICY = RetryPolicy(max_retries=1, backoff_factor=0.5, max_delay_s=2.0)
+
+
 def build_session(timeout_s: float, policy: RetryPolicy) -> Session:
     """A requests session with dlt's tenacity retry wrapped around `send`.
 

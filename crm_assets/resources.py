@@ -17,6 +17,9 @@ from crm_assets.http import RetryPolicy, build_session
 
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 DEFAULT_DATASET = "crm"
+# Every asset that writes the warehouse runs in this pool; .dagster/dagster.yaml limits it to 1,
+# so two launches queue instead of failing on DuckDB's "Conflicting lock is held".
+WAREHOUSE_POOL = "crm_warehouse"
 
 
 class CrmConfigError(ValueError):
@@ -35,6 +38,10 @@ class CrmApiResource(dg.ConfigurableResource):
     max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt")
     backoff_factor: float = Field(default=2.0, ge=0, description="Waits factor * 2**(n-1) s")
     max_retry_delay_s: float = Field(default=60.0, gt=0, description="Cap on any wait")
+    newest_first_params: dict[str, str] = Field(
+        default={"sort": "-updated_at"},
+        description="Query params that make the API list newest `updated_at` first ({} if none)",
+    )
 
     @property
     def retry_policy(self) -> RetryPolicy:

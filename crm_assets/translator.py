@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dagster as dg
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -20,8 +22,11 @@ def api_asset_key(resource_name: str) -> dg.AssetKey:
     return dg.AssetKey([API_PREFIX, resource_name])
 
 
+@dataclass
 class CrmTranslator(DagsterDltTranslator):
     """Keys `crm/<resource>` in group `crm`, each fed by the external `crm_api/<resource>`."""
+
+    freshness_policy: dg.FreshnessPolicy | None = None
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         name = data.resource.name
@@ -33,6 +38,7 @@ class CrmTranslator(DagsterDltTranslator):
                 deps=[api_asset_key(name)],
                 group_name=GROUP_NAME,
                 description=f"CRM `{name}` records, merged on `id` from GET /v1/{name}.",
+                freshness_policy=self.freshness_policy,
             )
         )
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -37,6 +38,27 @@ def test_each_table_is_in_group_crm_fed_by_its_api_endpoint(loaded: dg.Definitio
         assert node.parent_keys == {dg.AssetKey(["crm_api", name])}
         assert node.kinds == {"dlt", "duckdb"}
         assert graph.get(dg.AssetKey(["crm_api", name])).group_name == "crm_api"
+
+
+def test_every_crm_asset_has_the_configured_freshness_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_FRESHNESS_WARN_MINUTES", "45")
+    monkeypatch.setenv("CRM_FRESHNESS_FAIL_MINUTES", "120")
+
+    graph = defs().resolve_asset_graph()
+
+    for key in CRM_KEYS:
+        policy = graph.get(key).freshness_policy
+        assert isinstance(policy, dg.FreshnessPolicy), key
+        assert policy.fail_window.to_timedelta() == timedelta(minutes=120)
+        assert policy.warn_window.to_timedelta() == timedelta(minutes=45)
+    assert all(graph.get(key).freshness_policy is None for key in API_KEYS)
+
+
+def test_warehouse_writers_share_one_pool(loaded: dg.Definitions) -> None:
+    (crm_sync,) = [a for a in loaded.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    assert crm_sync.op.pool == "crm_warehouse"
 
 
 def test_crm_assets_are_one_subsettable_dlt_op(loaded: dg.Definitions) -> None:

@@ -35,7 +35,7 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
 
 
 def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
-    """Routes: `GET /v1/<resource>` for syncs; `/admin/<resource>[/<id>]` to change data."""
+    """Routes: `GET /v1/<resource>` for syncs and probes; `/admin/<resource>[/<id>]` for changes."""
 
     def authorized(request: Request) -> bool:
         given = request.query_params.get("api_key", "")
@@ -52,6 +52,9 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         try:
             offset = _int_param(request, "offset", 0, minimum=0)
             limit = _int_param(request, "limit", 100, minimum=1)
+            sort = request.query_params.get("sort")
+            if sort not in (None, "id", "-updated_at"):
+                raise ValueError("sort must be 'id' or '-updated_at'")
         except ValueError as problem:
             faults.record(resource, None, None, 400)
             return _error(400, str(problem))
@@ -62,7 +65,8 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
             return _error(fault.status, _REASONS.get(fault.status, "injected fault"), headers)
-        records, total = store.page(resource, offset, min(limit, faults.settings.max_page_size))
+        size = min(limit, faults.settings.max_page_size)
+        records, total = store.page(resource, offset, size, newest_first=sort == "-updated_at")
         return JSONResponse({"data": records, "total": total})
 
     async def admin(request: Request) -> Response:

@@ -181,11 +181,18 @@ class CrmStore:
     def resources(self) -> tuple[str, ...]:
         return tuple(self._records)
 
-    def page(self, resource: str, offset: int, limit: int) -> tuple[list[Record], int]:
-        """One page in id order, and the resource's total at the time of the request."""
+    def page(
+        self, resource: str, offset: int, limit: int, newest_first: bool = False
+    ) -> tuple[list[Record], int]:
+        """One page in id order (or newest `updated_at` first), and the total at that moment."""
         with self._lock:
             table = self._records[resource]  # insertion order is id order: ids only grow
-            return copy.deepcopy(list(islice(table.values(), offset, offset + limit))), len(table)
+            if newest_first:
+                ordered = sorted(table.values(), key=lambda r: (r["updated_at"], r["id"]))
+                chosen = ordered[::-1][offset : offset + limit]
+            else:
+                chosen = list(islice(table.values(), offset, offset + limit))
+            return copy.deepcopy(chosen), len(table)
 
     def records(self, resource: str) -> list[Record]:
         """Every record of a resource, in id order (a copy: tests compare against it)."""
@@ -214,6 +221,16 @@ class CrmStore:
             table[record_id].update(fields, id=record_id)
             table[record_id]["updated_at"] = _timestamp(datetime.now(UTC))
             return copy.deepcopy(table[record_id])
+
+    def churn(self, rng: random.Random) -> tuple[str, int]:
+        """One plausible change somewhere (an update, sometimes an insert), for `make dev`."""
+        resource = rng.choice(self.resources)
+        if rng.random() < 0.25 or not self.total(resource):
+            return resource, self.insert(resource, {"status": "new"})["id"]
+        with self._lock:
+            record_id = rng.choice(list(self._records[resource]))
+        self.update(resource, record_id, {"status": rng.choice(("active", "qualified", "churned"))})
+        return resource, record_id
 
     def delete(self, resource: str, record_id: int) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import socket
 import threading
 import time
@@ -53,6 +54,17 @@ class SandboxServer:
     def serve_forever(self) -> None:
         self._server.run(sockets=[self._socket])
 
+    def churn_every(self, seconds: float, seed: int = 0) -> None:
+        """Changes one record every `seconds` in a daemon thread, so sensors have news to see."""
+        rng = random.Random(seed)
+
+        def loop() -> None:
+            while not self._server.should_exit:
+                time.sleep(seconds)
+                self.store.churn(rng)
+
+        threading.Thread(target=loop, name="crm-sandbox-churn", daemon=True).start()
+
     def start(self, timeout_s: float = 10.0) -> SandboxServer:
         self._thread = threading.Thread(target=self.serve_forever, name="crm-sandbox", daemon=True)
         self._thread.start()
@@ -98,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-burst", type=int, default=10)
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of transient 5xx/429")
     parser.add_argument("--max-page-size", type=int, default=100)
+    parser.add_argument(
+        "--churn-every", type=float, default=0.0, help="seconds between random changes (0: off)"
+    )
     args = parser.parse_args(argv)
     settings = FaultSettings(
         latency_ms=args.latency_ms,
@@ -117,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"crm-sandbox serving {args.records} records per resource on {server.base_url}", flush=True
     )
+    if args.churn_every > 0:
+        server.churn_every(args.churn_every, seed=args.seed)
     server.serve_forever()
 
 

@@ -107,3 +107,14 @@ def test_request_log_never_holds_the_key(sandbox: SandboxServer) -> None:
     get(sandbox, "/v1/account")
     assert TEST_KEY not in repr(sandbox.faults.log)
     assert sandbox.faults.log[0].resource == "account"
+
+
+def test_sort_newest_first_serves_the_latest_update(make_sandbox: SandboxFactory) -> None:
+    sandbox = make_sandbox({"account": 50})
+    sandbox.store.update("account", 9, {"name": "Touched"})
+
+    newest = get(sandbox, "/v1/account", limit=1, sort="-updated_at").json()
+
+    assert newest["data"][0]["id"] == 9
+    assert newest["total"] == 50
+    assert get(sandbox, "/v1/account", sort="name").status_code == 400

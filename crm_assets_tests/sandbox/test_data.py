@@ -1,5 +1,7 @@
 """Sandbox records: deterministic, realistic, linked, and mutable between syncs."""
 
+import random
+
 import pytest
 
 from crm_assets.sandbox.data import CrmStore, UnknownRecordError
@@ -55,3 +57,14 @@ def test_pages_are_copies() -> None:
     store = CrmStore(2)
     store.page("account", 0, 1)[0][0]["name"] = "mutated"
     assert store.records("account")[0]["name"] != "mutated"
+
+
+def test_churn_changes_one_record_per_call() -> None:
+    store = CrmStore(20)
+    before = {name: store.records(name) for name in store.resources}
+
+    resource, record_id = store.churn(random.Random(5))
+
+    changed = [r for r in store.records(resource) if r not in before[resource]]
+    assert [r["id"] for r in changed] == [record_id]
+    assert all(store.records(n) == before[n] for n in store.resources if n != resource)

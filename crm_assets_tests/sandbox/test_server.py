@@ -5,6 +5,7 @@ import time
 
 import requests
 
+from crm_assets.sandbox import SandboxServer
 from crm_assets_tests.conftest import free_port, venv_script
 
 
@@ -33,3 +34,17 @@ def test_console_script_serves_the_api_until_stopped() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_churn_keeps_changing_data_in_the_background(sandbox: SandboxServer) -> None:
+    before = {n: sandbox.store.records(n) for n in sandbox.store.resources}
+    sandbox.churn_every(0.02, seed=1)
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        now = {n: sandbox.store.records(n) for n in sandbox.store.resources}
+        if sum(a != b for n in now for a, b in zip(now[n], before[n], strict=False)) >= 3:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the sandbox did not change by itself")

@@ -1,0 +1,68 @@
+"""Orchestration settings fixed when the code location loads: freshness windows, tick, cron.
+
+They shape definitions (a sensor's interval, a schedule's cron), so Dagster run config cannot
+carry them; they come from env vars read by `definitions.py` at load time, never at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dagster._utils.schedules import is_valid_cron_string
+
+
+class SettingsError(ValueError):
+    """An orchestration env var with a value that cannot work; names the variable."""
+
+
+@dataclass(frozen=True)
+class OrchestrationSettings:
+    """Defaults: warn after 12 h, fail after 24 h, probe every 60 s, reconcile daily 03:00 UTC."""
+
+    freshness_warn: timedelta = timedelta(hours=12)
+    freshness_fail: timedelta = timedelta(hours=24)
+    sensor_interval_s: int = 60
+    reconcile_cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if not timedelta(minutes=1) <= self.freshness_warn < self.freshness_fail:
+            raise SettingsError(  # Dagster's freshness windows are at least a minute
+                "CRM_FRESHNESS_WARN_MINUTES must be at least 1 and below CRM_FRESHNESS_FAIL_MINUTES"
+            )
+        if self.sensor_interval_s < 1:
+            raise SettingsError("CRM_SENSOR_INTERVAL_SECONDS must be at least 1")
+        if not is_valid_cron_string(self.reconcile_cron):
+            raise SettingsError(f"CRM_RECONCILE_CRON {self.reconcile_cron!r} is not a cron string")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"CRM_TIMEZONE {self.timezone!r} is not an IANA zone") from None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OrchestrationSettings:
+        defaults = cls()
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+        warn_min = defaults.freshness_warn.total_seconds() / 60
+        fail_min = defaults.freshness_fail.total_seconds() / 60
+        return cls(
+            freshness_warn=timedelta(minutes=number("CRM_FRESHNESS_WARN_MINUTES", warn_min)),
+            freshness_fail=timedelta(minutes=number("CRM_FRESHNESS_FAIL_MINUTES", fail_min)),
+            sensor_interval_s=int(
+                number("CRM_SENSOR_INTERVAL_SECONDS", defaults.sensor_interval_s)
+            ),
+            reconcile_cron=env.get("CRM_RECONCILE_CRON") or defaults.reconcile_cron,
+            timezone=env.get("CRM_TIMEZONE") or defaults.timezone,
+        )

@@ -1,0 +1,40 @@
+"""The sync job and the reconcile schedule as the code location exposes them."""
+
+import dagster as dg
+import pytest
+
+from crm_assets.definitions import defs
+
+CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead", "opportunity")}
+
+
+def test_job_syncs_the_crm_group() -> None:
+    job = defs().resolve_job_def("crm_sync_job")
+    assert set(job.asset_layer.executable_asset_keys) == CRM_KEYS
+
+
+def test_schedule_runs_the_job_daily_in_utc_and_starts_on() -> None:
+    schedule = defs().resolve_schedule_def("crm_reconcile_schedule")
+    assert schedule.job_name == "crm_sync_job"
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 3 * * *", "UTC")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_schedule_follows_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_RECONCILE_CRON", "15 */6 * * *")
+    monkeypatch.setenv("CRM_TIMEZONE", "America/New_York")
+    schedule = defs().resolve_schedule_def("crm_reconcile_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == (
+        "15 */6 * * *",
+        "America/New_York",
+    )
+
+
+def test_sensor_targets_the_job_with_the_configured_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_SENSOR_INTERVAL_SECONDS", "20")
+    sensor = defs().resolve_sensor_def("crm_change_sensor")
+    assert sensor.job_name == "crm_sync_job"
+    assert sensor.minimum_interval_seconds == 20
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
