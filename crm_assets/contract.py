@@ -12,7 +12,10 @@ from dlt.extract.source import DltSource
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_source
 from requests import Session
 
+from crm_assets.ledger import SyncLedger
 from crm_assets.paging import CrmOffsetPaginator
+from crm_assets.records import RecordGate, is_row
+from crm_assets.schema import dlt_columns
 
 SOURCE_NAME = "crm"
 DEFAULT_PAGE_SIZE = 100
@@ -40,8 +43,14 @@ def rest_api_config(
     api_key: str,
     session: Session | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
+    ledger: SyncLedger | None = None,
 ) -> RESTAPIConfig:
-    """The seed's config dict, with the caller's secret and HTTP session filled in."""
+    """The seed's config dict, with the caller's secret and HTTP session filled in.
+
+    Each resource also gets its declared columns and the record gate (rename, type check,
+    quarantine); `ledger` collects what the sync saw, for reconciliation.
+    """
+    ledger = ledger if ledger is not None else SyncLedger()
     client: dict[str, Any] = {
         "base_url": base_url,
         "auth": {"type": "api_key", "name": API_KEY_PARAM, "api_key": api_key, "location": "query"},
@@ -53,16 +62,24 @@ def rest_api_config(
         "resource_defaults": {
             "primary_key": "id",
             "write_disposition": "merge",
+            # New tables and columns evolve; a loaded column never silently changes type (dlt
+            # would add a variant column). Declared columns never get that far: see records.py.
+            "schema_contract": {"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
         },
         "resources": [
             {
+                "columns": dlt_columns(resource["name"]),
+                "processing_steps": [
+                    {"map": RecordGate(resource["name"], ledger[resource["name"]])},
+                    {"filter": is_row},
+                ],
                 **resource,
                 "endpoint": {
                     "path": endpoint_path(resource["name"]),
                     "method": "GET",
                     "data_selector": "data",
                     # {"type": "offset", "limit": page_size}, advancing by records received
-                    "paginator": CrmOffsetPaginator(limit=page_size),
+                    "paginator": CrmOffsetPaginator(page_size, ledger[resource["name"]]),
                     **resource.get("endpoint", {}),
                 },
             }
@@ -76,6 +93,8 @@ def crm_source(
     api_key: str,
     session: Session | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
+    ledger: SyncLedger | None = None,
 ) -> DltSource:
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice."""
-    return rest_api_source(rest_api_config(base_url, api_key, session, page_size), name=SOURCE_NAME)
+    config = rest_api_config(base_url, api_key, session, page_size, ledger)
+    return rest_api_source(config, name=SOURCE_NAME)

@@ -7,7 +7,9 @@ import os
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from crm_assets.analytics import account_summary
 from crm_assets.assets import build_crm_assets
+from crm_assets.checks import build_table_checks
 from crm_assets.contract import crm_resource_names
 from crm_assets.jobs import build_crm_sync_job
 from crm_assets.resources import DEFAULT_DUCKDB_PATH, CrmApiResource, WarehouseResource
@@ -29,7 +31,12 @@ def defs() -> dg.Definitions:
         fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
     )
     return dg.Definitions(
-        assets=[*api_asset_specs(crm_resource_names()), build_crm_assets(freshness)],
+        assets=[
+            *api_asset_specs(crm_resource_names()),
+            build_crm_assets(freshness),
+            account_summary,
+        ],
+        asset_checks=[build_table_checks(crm_resource_names())],
         jobs=[build_crm_sync_job()],
         schedules=[build_reconcile_schedule(settings)],
         sensors=[build_crm_change_sensor(settings)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,6 +11,9 @@ from requests import HTTPError, RequestException
 
 from crm_assets.http import RetryPolicy
 from crm_assets.paging import CrmResponseError
+
+# dlt's words when `data_type: freeze` stops a variant column.
+_FROZEN_TYPE = re.compile(r"In Table: `([^`]+)` Column: `([^`]+)` \. Contract on `data_type`")
 
 
 class CrmSyncError(Exception):
@@ -73,7 +77,16 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
                 f" {type(error).__name__} after {policy.max_attempts} attempts."
             )
             break
-    if step == "extract":
+    frozen = _FROZEN_TYPE.search(str(cause))
+    if frozen:
+        table, column = frozen.groups()
+        field = column.split("__v_")[0]
+        message = (
+            f"CRM resource {table!r}: undeclared field {field!r} changed type, and the schema"
+            f" contract freezes the types of loaded columns (dlt would add {column!r}). Declare"
+            " the field in crm_assets/schema.py, or fix it at the source."
+        )
+    if step in ("extract", "normalize"):
         message += " Nothing was loaded: the warehouse is as the last good sync left it."
     for secret in secrets:
         message = message.replace(secret, "***")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from crm_assets.analytics import ANALYTICS_GROUP
 from crm_assets.translator import GROUP_NAME
 
 CRM_SYNC_JOB = "crm_sync_job"
@@ -10,6 +11,6 @@ CRM_SYNC_JOB = "crm_sync_job"
 def build_crm_sync_job():  # an UnresolvedAssetJobDefinition, a type dagster does not export
     return dg.define_asset_job(
         CRM_SYNC_JOB,
-        selection=dg.AssetSelection.groups(GROUP_NAME),
-        description="Syncs every CRM resource into the warehouse (merge on id).",
+        selection=dg.AssetSelection.groups(GROUP_NAME, ANALYTICS_GROUP),
+        description="Syncs every CRM resource (merge on id, checks), then the models on top.",
     )

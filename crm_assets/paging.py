@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Response
 
+from crm_assets.ledger import ResourceLedger
+
 log = logging.getLogger(__name__)
 
 
@@ -28,8 +30,9 @@ class CrmOffsetPaginator(OffsetPaginator):
     (dlt's default) or quoting the page (dlt's message for a missing total).
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, ledger: ResourceLedger | None = None) -> None:
         super().__init__(limit=limit, total_path="total")
+        self.ledger = ledger  # told every page's total, for reconciliation
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         offset = self.current_value
@@ -40,6 +43,8 @@ class CrmOffsetPaginator(OffsetPaginator):
         total = body.get("total")
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise CrmResponseError(path, offset, "response has no whole, non-negative 'total'")
+        if self.ledger is not None:
+            self.ledger.saw_total(total)
         received = len(body["data"])
         self.current_value = offset + received
         self._has_next_page = received > 0 and self.current_value < total

@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import dlt
 import duckdb
+from dlt.destinations.sql_client import SqlClientBase
 from dlt.extract.source import DltSource
 from pydantic import Field
 
 from crm_assets.contract import DEFAULT_PAGE_SIZE, SOURCE_NAME, crm_source
 from crm_assets.http import RetryPolicy, build_session
+from crm_assets.ledger import SyncLedger
 
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 DEFAULT_DATASET = "crm"
+ANALYTICS_SCHEMA = "analytics"  # models built from the CRM tables
+PIPELINE_NAME = "crm_api"  # one dlt pipeline per source
 # Every asset that writes the warehouse runs in this pool; .dagster/dagster.yaml limits it to 1,
 # so two launches queue instead of failing on DuckDB's "Conflicting lock is held".
 WAREHOUSE_POOL = "crm_warehouse"
@@ -65,11 +70,11 @@ class CrmApiResource(dg.ConfigurableResource):
             )
         return key
 
-    def build_source(self) -> DltSource:
+    def build_source(self, ledger: SyncLedger | None = None) -> DltSource:
         """A fresh dlt source with this config's key and session; built per run, never shared."""
         session = build_session(self.timeout_s, self.retry_policy)
         return crm_source(
-            self.resolved_base_url(), self.resolved_api_key(), session, self.page_size
+            self.resolved_base_url(), self.resolved_api_key(), session, self.page_size, ledger
         )
 
 
@@ -87,11 +92,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def dlt_pipeline(self, pipeline_name: str) -> dlt.Pipeline:
         """A dlt pipeline into this warehouse; its local state sits next to the DuckDB file."""
-        if self.path.stem == self.dataset_name:
+        if self.path.stem in (self.dataset_name, ANALYTICS_SCHEMA):
             # DuckDB then fails with "Ambiguous reference to catalog or schema".
             raise CrmConfigError(
-                f"DuckDB file {self.path.name!r} has the same stem as dataset"
-                f" {self.dataset_name!r}; rename the file (CRM_DUCKDB_PATH) or the dataset"
+                f"DuckDB file {self.path.name!r} has the same stem as schema"
+                f" {self.path.stem!r}; rename the file (CRM_DUCKDB_PATH) or the dataset"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.pipeline(
@@ -100,6 +105,17 @@ class WarehouseResource(dg.ConfigurableResource):
             dataset_name=self.dataset_name,
             pipelines_dir=str(self.path.parent / "dlt_pipelines"),
         )
+
+    @contextmanager
+    def sql_client(self) -> Iterator[SqlClientBase]:
+        """dlt's SQL client on the CRM dataset: the same SQL path on every destination."""
+        with self.dlt_pipeline(PIPELINE_NAME).sql_client() as client:
+            yield client
+
+    def stored_columns(self, table: str) -> dict[str, Any]:
+        """A table's columns as the warehouse has them, in dlt's types ({} if no table)."""
+        with self.dlt_pipeline(PIPELINE_NAME).destination_client() as client:
+            return dict(client.get_storage_table(table)[1])  # type: ignore[attr-defined]
 
     @contextmanager
     def connect(self, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:

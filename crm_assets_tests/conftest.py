@@ -4,12 +4,16 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 from dagster_dlt import DagsterDltResource
 
+from crm_assets.analytics import account_summary
 from crm_assets.assets import build_crm_assets
+from crm_assets.checks import build_table_checks
+from crm_assets.contract import crm_resource_names
 from crm_assets.resources import CrmApiResource, WarehouseResource
 from crm_assets.sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
 
@@ -35,6 +39,28 @@ def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     for name in ("CRM_API_BASE_URL", "CRM_API_KEY", "CRM_DUCKDB_PATH", "SOURCES__CRM__API_KEY"):
         monkeypatch.delenv(name, raising=False)
+
+
+def check_result(
+    result: dg.ExecuteInProcessResult, asset: str, name: str
+) -> dg.AssetCheckEvaluation:
+    """The one evaluation of check `name` on `crm/<asset>` in a run."""
+    (evaluation,) = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(["crm", asset]) and e.check_name == name
+    ]
+    return evaluation
+
+
+def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    """Plain values of the metadata on `crm/<asset>`'s materialization in a run."""
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["crm", asset])
+    ]
+    return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
 
 
 SandboxFactory = Callable[..., SandboxServer]
@@ -75,23 +101,41 @@ def crm_assets_def() -> dg.AssetsDefinition:
 Sync = Callable[..., dg.ExecuteInProcessResult]
 
 
-@pytest.fixture
-def sync(crm_assets_def: dg.AssetsDefinition, warehouse: WarehouseResource) -> Sync:
-    """Materializes CRM assets in-process against a sandbox; API settings can be overridden."""
-
+def _materializer(definitions: list[dg.AssetsDefinition], warehouse: WarehouseResource) -> Sync:
     def run(
-        sandbox: SandboxServer, selection: str | None = None, **api: object
+        sandbox: SandboxServer, selection: object = None, **api: object
     ) -> dg.ExecuteInProcessResult:
         settings = {"base_url": sandbox.base_url, "api_key": TEST_KEY, **api}
         return dg.materialize(
-            [crm_assets_def],
+            definitions,
             resources={
                 "dlt": DagsterDltResource(),
                 "crm_api": CrmApiResource(**settings),
                 "warehouse": warehouse,
             },
-            selection=selection,
+            selection=selection,  # type: ignore[arg-type]
             raise_on_error=False,
         )
 
     return run
+
+
+@pytest.fixture
+def sync(crm_assets_def: dg.AssetsDefinition, warehouse: WarehouseResource) -> Sync:
+    """Materializes CRM assets in-process against a sandbox; API settings can be overridden."""
+    return _materializer([crm_assets_def], warehouse)
+
+
+@pytest.fixture(scope="session")
+def table_checks() -> dg.AssetChecksDefinition:
+    return build_table_checks(crm_resource_names())
+
+
+@pytest.fixture
+def sync_all(
+    crm_assets_def: dg.AssetsDefinition,
+    table_checks: dg.AssetChecksDefinition,
+    warehouse: WarehouseResource,
+) -> Sync:
+    """Like `sync`, with the table checks and the models on top, as the job runs them."""
+    return _materializer([crm_assets_def, table_checks, account_summary], warehouse)

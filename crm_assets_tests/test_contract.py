@@ -15,7 +15,11 @@ def test_config_has_the_seed_shape() -> None:
         "base_url": "http://127.0.0.1:1",
         "auth": {"type": "api_key", "name": "api_key", "api_key": "k", "location": "query"},
     }
-    assert config["resource_defaults"] == {"primary_key": "id", "write_disposition": "merge"}
+    assert config["resource_defaults"] == {
+        "primary_key": "id",
+        "write_disposition": "merge",
+        "schema_contract": {"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
+    }
     for resource in config["resources"]:
         endpoint = resource["endpoint"]
         assert endpoint["path"] == f"/v1/{resource['name']}"

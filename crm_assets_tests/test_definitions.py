@@ -17,6 +17,14 @@ CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead"
 API_KEYS = {
     dg.AssetKey(["crm_api", name]) for name in ("account", "contact", "lead", "opportunity")
 }
+MODEL_KEY = dg.AssetKey(["analytics", "account_summary"])
+CHECK_NAMES = {
+    "reconciled_with_api",
+    "gone_upstream",
+    "no_rejected_records",
+    "id_unique_not_null",
+    "declared_columns",
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +34,26 @@ def loaded() -> dg.Definitions:
 
 def test_asset_keys_are_pinned(loaded: dg.Definitions) -> None:
     graph = loaded.resolve_asset_graph()
-    assert set(graph.get_all_asset_keys()) == CRM_KEYS | API_KEYS
-    assert {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable} == CRM_KEYS
+    assert set(graph.get_all_asset_keys()) == CRM_KEYS | API_KEYS | {MODEL_KEY}
+    materializable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    assert materializable == CRM_KEYS | {MODEL_KEY}
+
+
+def test_lineage_reads_api_endpoint_then_raw_table_then_model(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    model = graph.get(MODEL_KEY)
+    assert model.parent_keys == {
+        dg.AssetKey(["crm", n]) for n in ("account", "contact", "opportunity")
+    }
+    assert model.group_name == "analytics"
+    for parent in model.parent_keys:
+        assert graph.get(parent).parent_keys == {dg.AssetKey(["crm_api", parent.path[-1]])}
+
+
+def test_every_crm_asset_has_every_check(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    for key in CRM_KEYS:
+        assert {check.name for check in graph.get_check_keys_for_assets({key})} == CHECK_NAMES
 
 
 def test_each_table_is_in_group_crm_fed_by_its_api_endpoint(loaded: dg.Definitions) -> None:
@@ -56,13 +82,19 @@ def test_every_crm_asset_has_the_configured_freshness_policy(
     assert all(graph.get(key).freshness_policy is None for key in API_KEYS)
 
 
-def test_warehouse_writers_share_one_pool(loaded: dg.Definitions) -> None:
-    (crm_sync,) = [a for a in loaded.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    assert crm_sync.op.pool == "crm_warehouse"
+def _ops(loaded: dg.Definitions) -> dict[str, dg.AssetsDefinition]:
+    defs = [*(loaded.assets or []), *(loaded.asset_checks or [])]
+    return {a.op.name: a for a in defs if isinstance(a, dg.AssetsDefinition)}
+
+
+def test_everything_touching_the_warehouse_shares_one_pool(loaded: dg.Definitions) -> None:
+    ops = _ops(loaded)
+    assert set(ops) == {"crm_sync", "analytics__account_summary", "crm_table_checks"}
+    assert {op.op.pool for op in ops.values()} == {"crm_warehouse"}
 
 
 def test_crm_assets_are_one_subsettable_dlt_op(loaded: dg.Definitions) -> None:
-    (crm_sync,) = [a for a in loaded.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    crm_sync = _ops(loaded)["crm_sync"]
     assert crm_sync.can_subset
     assert set(crm_sync.keys) == CRM_KEYS
     assert crm_sync.op.name == "crm_sync"

@@ -47,9 +47,10 @@ def test_explicit_config_wins_over_dlt_config(monkeypatch: pytest.MonkeyPatch) -
     assert CrmApiResource(api_key="explicit").resolved_api_key() == "explicit"
 
 
-def test_duckdb_file_named_like_the_dataset_is_refused(tmp_path: Path) -> None:
-    warehouse = WarehouseResource(duckdb_path=str(tmp_path / "crm.duckdb"))
-    with pytest.raises(CrmConfigError, match="same stem as dataset 'crm'"):
+@pytest.mark.parametrize("stem", ["crm", "analytics"])
+def test_duckdb_file_named_like_a_schema_is_refused(tmp_path: Path, stem: str) -> None:
+    warehouse = WarehouseResource(duckdb_path=str(tmp_path / f"{stem}.duckdb"))
+    with pytest.raises(CrmConfigError, match=f"same stem as schema '{stem}'"):
         warehouse.dlt_pipeline("crm_api")
 
 

@@ -8,9 +8,12 @@ from crm_assets.definitions import defs
 CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead", "opportunity")}
 
 
-def test_job_syncs_the_crm_group() -> None:
+def test_job_syncs_the_crm_group_then_the_models_with_all_checks() -> None:
     job = defs().resolve_job_def("crm_sync_job")
-    assert set(job.asset_layer.executable_asset_keys) == CRM_KEYS
+    model = dg.AssetKey(["analytics", "account_summary"])
+    assert set(job.asset_layer.executable_asset_keys) == CRM_KEYS | {model}
+    checked = {key.asset_key for key in job.asset_layer.asset_graph.asset_check_keys}
+    assert checked == CRM_KEYS
 
 
 def test_schedule_runs_the_job_daily_in_utc_and_starts_on() -> None:

@@ -1,12 +1,14 @@
 """Reads CRM tables back into the API's record shape, so tests compare record for record."""
 
+import json
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from crm_assets.resources import WarehouseResource
+from crm_assets.schema import DELETED_AT, declared_columns, rename_map
 
-_DLT_COLUMNS = {"_dlt_load_id", "_dlt_id"}
+_DLT_COLUMNS = {"_dlt_load_id", "_dlt_id", DELETED_AT}
 
 
 def _plain(value: Any) -> Any:
@@ -27,7 +29,13 @@ def _tables(warehouse: WarehouseResource) -> set[str]:
 
 
 def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str, Any]]:
-    """Rows of `table` with `a__b` columns folded back into objects and child lists attached."""
+    """Rows of `table` back in the API's shape: API field names, objects, lists.
+
+    Neutral names go back to the vendor's, `a__b` columns fold into objects, JSON columns are
+    parsed, and any child tables (undeclared lists) are attached.
+    """
+    api_names = {neutral: api for api, neutral in rename_map(table).items()}
+    json_columns = {c.name for c in declared_columns(table) if c.data_type == "json"}
     schema = warehouse.dataset_name
     tables = _tables(warehouse)
     with warehouse.connect() as connection:
@@ -46,6 +54,9 @@ def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str
         for column, value in row.items():
             if column in _DLT_COLUMNS:
                 continue
+            if column in json_columns and value is not None:
+                value = json.loads(value)
+            column = api_names.get(column, column)
             if "__" in column:
                 parent, field = column.split("__", 1)
                 record.setdefault(parent, {})[field] = _plain(value)

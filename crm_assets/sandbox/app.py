@@ -66,6 +66,8 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
             return _error(fault.status, _REASONS.get(fault.status, "injected fault"), headers)
         size = min(limit, faults.settings.max_page_size)
+        if faults.take_skip(resource, offset):
+            offset += size
         records, total = store.page(resource, offset, size, newest_first=sort == "-updated_at")
         return JSONResponse({"data": records, "total": total})
 

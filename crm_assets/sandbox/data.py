@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 import threading
 from collections.abc import Callable, Mapping
@@ -11,6 +12,9 @@ from itertools import islice
 from typing import Any
 
 Record = dict[str, Any]
+
+# The sandbox speaks like a vendor API: owners come as `acme_owner_id`, a branded field name
+# that the schema's rename map turns into `owner_id`.
 
 SANDBOX_RESOURCES: tuple[str, ...] = ("account", "contact", "lead", "opportunity")
 DEFAULT_RECORDS_PER_RESOURCE = 2000
@@ -80,7 +84,8 @@ def _account(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Re
         "annual_revenue": _maybe(rng, 0.15, revenue),
         "currency": rng.choice(_CURRENCIES),
         "employee_count": _maybe(rng, 0.1, rng.randrange(1, 20000)),
-        "owner_id": rng.randrange(1, 25),
+        "parent_account_id": None,  # documented, never set here: an all-null column
+        "acme_owner_id": rng.randrange(1, 25),
         "address": _maybe(rng, 0.05, address),
         "tags": rng.sample(_TAGS, rng.randrange(0, 4)),
         **_stamps(rng),
@@ -100,7 +105,7 @@ def _contact(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Re
         "phone": _maybe(rng, 0.3, f"+1-555-{rng.randrange(1000, 9999)}"),
         "title": _maybe(rng, 0.2, rng.choice(("CTO", "VP Sales", "Engineer", "Buyer"))),
         "status": rng.choice(("active", "active", "inactive", "bounced")),
-        "owner_id": rng.randrange(1, 25),
+        "acme_owner_id": rng.randrange(1, 25),
         **_stamps(rng),
     }
 
@@ -113,7 +118,7 @@ def _lead(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Recor
         "source": rng.choice(("web", "referral", "event", "outbound")),
         "status": rng.choice(("new", "contacted", "qualified", "disqualified")),
         "score": rng.randrange(0, 101),
-        "owner_id": _maybe(rng, 0.1, rng.randrange(1, 25)),
+        "acme_owner_id": _maybe(rng, 0.1, rng.randrange(1, 25)),
         "tags": rng.sample(_TAGS, rng.randrange(0, 3)),
         **_stamps(rng),
     }
@@ -134,7 +139,7 @@ def _opportunity(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -
         "probability": rng.choice((0.1, 0.25, 0.5, 0.75, 0.9)),
         "close_date": close.date().isoformat(),
         "is_closed": stage.startswith("closed_"),
-        "owner_id": rng.randrange(1, 25),
+        "acme_owner_id": rng.randrange(1, 25),
         **_stamps(rng),
     }
 
@@ -155,6 +160,17 @@ def generate_records(
     return [_GENERATORS[resource](rng, record_id, sizes) for record_id in range(1, count + 1)]
 
 
+def _price_in_account_currency(
+    opportunities: list[Record], accounts: list[Record], seed: int
+) -> None:
+    """Most deals are priced in their account's currency, as in a real CRM; some are not."""
+    rng = random.Random(f"{seed}:currency")
+    currency = {account["id"]: account["currency"] for account in accounts}
+    for deal in opportunities:
+        if deal["customer_id"] in currency and rng.random() < 0.85:
+            deal["currency"] = currency[deal["customer_id"]]
+
+
 class UnknownRecordError(KeyError):
     """Raised when a test or admin call names a record the store does not hold."""
 
@@ -172,10 +188,13 @@ class CrmStore:
         else:
             sizes = {name: records_per_resource.get(name, 0) for name in SANDBOX_RESOURCES}
         self._lock = threading.Lock()
+        generated = {name: generate_records(name, sizes[name], seed, sizes) for name in sizes}
+        _price_in_account_currency(generated["opportunity"], generated["account"], seed)
+        # Keyed by id; records put in raw (maybe without an id) get negative keys.
         self._records: dict[str, dict[int, Record]] = {
-            name: {r["id"]: r for r in generate_records(name, sizes[name], seed, sizes)}
-            for name in SANDBOX_RESOURCES
+            name: {r["id"]: r for r in generated[name]} for name in SANDBOX_RESOURCES
         }
+        self._raw_keys = itertools.count(-1, -1)
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -188,7 +207,9 @@ class CrmStore:
         with self._lock:
             table = self._records[resource]  # insertion order is id order: ids only grow
             if newest_first:
-                ordered = sorted(table.values(), key=lambda r: (r["updated_at"], r["id"]))
+                ordered = sorted(
+                    table.values(), key=lambda r: (str(r.get("updated_at")), str(r.get("id")))
+                )
                 chosen = ordered[::-1][offset : offset + limit]
             else:
                 chosen = list(islice(table.values(), offset, offset + limit))
@@ -203,12 +224,14 @@ class CrmStore:
             return len(self._records[resource])
 
     def insert(self, resource: str, fields: Mapping[str, Any]) -> Record:
-        """Adds a record with the next id and fresh timestamps."""
+        """Adds a generated record with the next id, `fields` on top, and fresh timestamps."""
         with self._lock:
             table = self._records[resource]
-            record_id = max(table, default=0) + 1
+            record_id = max(max(table, default=0), 0) + 1
+            sizes = {name: len(records) for name, records in self._records.items()}
+            generated = _GENERATORS[resource](random.Random(record_id), record_id, sizes)
             now = _timestamp(datetime.now(UTC))
-            record = {**fields, "id": record_id, "created_at": now, "updated_at": now}
+            record = {**generated, **fields, "id": record_id, "created_at": now, "updated_at": now}
             table[record_id] = record
             return copy.deepcopy(record)
 
@@ -222,13 +245,20 @@ class CrmStore:
             table[record_id]["updated_at"] = _timestamp(datetime.now(UTC))
             return copy.deepcopy(table[record_id])
 
+    def put_raw(self, resource: str, record: Mapping[str, Any]) -> int:
+        """Serves `record` exactly as given (no id, wrong types...); returns a key to delete it."""
+        with self._lock:
+            key = next(self._raw_keys)
+            self._records[resource][key] = copy.deepcopy(dict(record))
+            return key
+
     def churn(self, rng: random.Random) -> tuple[str, int]:
         """One plausible change somewhere (an update, sometimes an insert), for `make dev`."""
         resource = rng.choice(self.resources)
         if rng.random() < 0.25 or not self.total(resource):
             return resource, self.insert(resource, {"status": "new"})["id"]
         with self._lock:
-            record_id = rng.choice(list(self._records[resource]))
+            record_id = rng.choice([key for key in self._records[resource] if key > 0])
         self.update(resource, record_id, {"status": rng.choice(("active", "qualified", "churned"))})
         return resource, record_id
 

@@ -73,6 +73,7 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._scripted: dict[tuple[str, int | None], deque[Fault]] = {}
+        self._skips: list[tuple[str, int]] = []
         self._rng = random.Random(self.settings.seed)
         self._bucket = self._new_bucket()
 
@@ -100,6 +101,21 @@ class FaultPlan:
         with self._lock:
             queue = self._scripted.setdefault((resource, offset), deque())
             queue.extend(Fault(status, retry_after_s) for status in statuses)
+
+    def skip_page(self, resource: str, offset: int) -> None:
+        """The next request at `offset` gets the page after it, still with the full total.
+
+        A buggy or racing API loses records this way; only reconciliation can notice.
+        """
+        with self._lock:
+            self._skips.append((resource, offset))
+
+    def take_skip(self, resource: str, offset: int) -> bool:
+        with self._lock:
+            if (resource, offset) in self._skips:
+                self._skips.remove((resource, offset))
+                return True
+            return False
 
     def decide(self, resource: str, offset: int) -> Fault | None:
         """The fault this request gets, if any: scripted first, then the rate limit, then chance."""
