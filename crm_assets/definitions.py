@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from crm_assets.analytics import account_summary
+from crm_assets.analytics import account_summary, build_analytics_automation_sensor
 from crm_assets.assets import build_crm_assets
 from crm_assets.checks import build_table_checks
 from crm_assets.contract import crm_resource_names
@@ -39,7 +39,10 @@ def defs() -> dg.Definitions:
         asset_checks=[build_table_checks(crm_resource_names())],
         jobs=[build_crm_sync_job()],
         schedules=[build_reconcile_schedule(settings)],
-        sensors=[build_crm_change_sensor(settings)],
+        sensors=[
+            build_crm_change_sensor(settings),
+            build_analytics_automation_sensor(settings.sensor_interval_s),
+        ],
         resources={
             "dlt": DagsterDltResource(),
             "crm_api": CrmApiResource(

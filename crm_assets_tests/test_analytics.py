@@ -4,9 +4,17 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 import dagster as dg
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
+from crm_assets.analytics import (
+    ACCOUNT_SUMMARY,
+    account_summary,
+    build_analytics_automation_sensor,
+)
+from crm_assets.definitions import defs
 from crm_assets.resources import WarehouseResource
 from crm_assets.sandbox import CrmStore
+from crm_assets.translator import asset_key
 from crm_assets_tests.conftest import SandboxFactory, Sync
 
 
@@ -64,6 +72,40 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     (summary,) = [
         e
         for e in sync_all(sandbox).get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey(["analytics", "account_summary"])
+        if e.asset_key == ACCOUNT_SUMMARY
     ]
     assert summary.materialization.metadata["dagster/row_count"].value == 149
+
+
+def test_the_model_rebuilds_after_a_parent_syncs_and_only_then() -> None:
+    assets = defs()
+    instance = dg.DagsterInstance.ephemeral()
+
+    def synced(*names: str) -> None:
+        for name in names:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key(name)))
+
+    def tick(cursor: AssetDaemonCursor | None) -> tuple[int, AssetDaemonCursor]:
+        result = dg.evaluate_automation_conditions(assets, instance, cursor=cursor)
+        return result.get_num_requested(ACCOUNT_SUMMARY), result.cursor
+
+    requested, cursor = tick(None)
+    assert requested == 0  # the first evaluation only takes stock
+    synced("account", "contact", "lead", "opportunity")
+    requested, cursor = tick(cursor)
+    assert requested == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(ACCOUNT_SUMMARY))
+    assert tick(cursor)[0] == 0
+    synced("lead")  # not read by the model
+    requested, cursor = tick(cursor)
+    assert requested == 0
+    synced("opportunity")
+    assert tick(cursor)[0] == 1
+
+
+def test_the_automation_sensor_is_on_by_default_and_targets_the_models() -> None:
+    sensor = build_analytics_automation_sensor(30)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+    selected = sensor.asset_selection.resolve([account_summary])
+    assert selected == {ACCOUNT_SUMMARY}
