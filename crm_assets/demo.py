@@ -9,8 +9,14 @@ import duckdb
 
 from crm_assets.contract import crm_resource_names
 from crm_assets.jobs import CRM_SYNC_JOB
-from crm_assets.resources import DEFAULT_DATASET, DEFAULT_DUCKDB_PATH
+from crm_assets.resources import ANALYTICS_SCHEMA, DEFAULT_DATASET, DEFAULT_DUCKDB_PATH
 from crm_assets.sandbox import DEFAULT_SANDBOX_KEY, CrmStore, SandboxServer
+from crm_assets.schema import DELETED_AT
+
+_TOP_ACCOUNTS = f"""
+select account_name, currency, contact_count, open_opportunity_count, open_amount
+from {ANALYTICS_SCHEMA}.account_summary order by open_amount desc, account_id limit 3
+"""
 
 
 def main() -> int:
@@ -33,9 +39,15 @@ def main() -> int:
         mismatched = 0
         for name, total in expected.items():
             table = f"{DEFAULT_DATASET}.{name}"
-            rows = connection.execute(f"select count(distinct id) from {table}").fetchone()[0]
+            query = f"select count(distinct id) from {table} where {DELETED_AT} is null"
+            rows = connection.execute(query).fetchone()[0]
             mismatched += rows != total
             print(f"{table:<24}{rows:>8}{total:>8}{'' if rows == total else '  MISMATCH'}")
+        print(f"\n{ANALYTICS_SCHEMA}.account_summary, top accounts by open amount:")
+        top = connection.execute(_TOP_ACCOUNTS).fetchall()
+        for name, currency, contacts, deals, amount in top:
+            counts = f"{contacts:>3} contacts{deals:>3} open deals"
+            print(f"  {name:<30}{counts}{amount:>14,.2f} {currency}")
     return 1 if mismatched else 0
 
 
