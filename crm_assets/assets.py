@@ -51,34 +51,34 @@ def _finish_sync(
         pipeline, ledger.rejections(), sorted(missing), _last_load_id(pipeline), LOADER_FILE_FORMAT
     )
     now = datetime.now(UTC)
-    for result, table in zip(results, tables, strict=True):
-        seen = ledger[table]
-        reconciliation = seen.reconcile()
-        with pipeline.sql_client() as client:
+    with pipeline.sql_client() as client:
+        for result, table in zip(results, tables, strict=True):
+            seen = ledger[table]
+            reconciliation = seen.reconcile()
             # Absent ids mean deleted only when the sync provably saw everything the API has.
             if reconciliation.passed:
                 marks = DeletionMarks(*mark_deleted(client, table, seen.ids, now))
             else:
                 marks = DeletionMarks(None, None)
             rows, live = row_counts(client, table)
-        metadata = {
-            **(result.metadata or {}),
-            "rows_loaded": (result.metadata or {}).get("rows_loaded", dg.MetadataValue.int(0)),
-            "dagster/row_count": dg.MetadataValue.int(rows),
-            "live_rows": dg.MetadataValue.int(live),
-            "records_received": dg.MetadataValue.int(seen.received),
-            "records_quarantined": dg.MetadataValue.int(seen.quarantined),
-            "records_without_id": dg.MetadataValue.int(seen.without_id),
-            "api_total": reconciliation.api_total,
-            "newly_marked_deleted": marks.newly,
-            "dagster/column_schema": column_schema(
-                table, pipeline.default_schema.get_table_columns(table)
-            ),
-        }
-        yield result._replace(metadata=metadata)
-        yield from sync_check_results(
-            seen, reconciliation, marks, set(context.selected_asset_check_keys)
-        )
+            metadata = {
+                **(result.metadata or {}),
+                "rows_loaded": (result.metadata or {}).get("rows_loaded", dg.MetadataValue.int(0)),
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "live_rows": dg.MetadataValue.int(live),
+                "records_received": dg.MetadataValue.int(seen.received),
+                "records_quarantined": dg.MetadataValue.int(seen.quarantined),
+                "records_without_id": dg.MetadataValue.int(seen.without_id),
+                "api_total": reconciliation.api_total,
+                "newly_marked_deleted": marks.newly,
+                "dagster/column_schema": column_schema(
+                    table, pipeline.default_schema.get_table_columns(table)
+                ),
+            }
+            yield result._replace(metadata=metadata)
+            yield from sync_check_results(
+                seen, reconciliation, marks, set(context.selected_asset_check_keys)
+            )
 
 
 def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.AssetsDefinition:

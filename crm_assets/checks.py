@@ -7,6 +7,7 @@ contents (ids, declared columns) are their own step, so they can also run on dem
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -118,9 +119,8 @@ def _id_check(warehouse: WarehouseResource, resource: str) -> dg.AssetCheckResul
     )
 
 
-def _columns_check(warehouse: WarehouseResource, resource: str) -> dg.AssetCheckResult:
-    """Every declared column exists with its declared type, read back from the warehouse."""
-    stored = warehouse.stored_columns(resource)
+def _columns_check(resource: str, stored: dict[str, Any]) -> dg.AssetCheckResult:
+    """Every declared column exists with its declared type, as read back from the warehouse."""
     problems = []
     for column in declared_columns(resource):
         actual = stored.get(column.name)
@@ -164,7 +164,8 @@ def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
     ) -> Iterator[dg.AssetCheckResult]:
         for check_key in sorted(context.selected_asset_check_keys, key=str):
             resource = check_key.asset_key.path[-1]
-            if not warehouse.stored_columns(resource):
+            stored = warehouse.stored_columns(resource)
+            if not stored:
                 yield dg.AssetCheckResult(
                     asset_key=check_key.asset_key,
                     check_name=check_key.name,
@@ -174,6 +175,6 @@ def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
             elif check_key.name == ID_UNIQUE:
                 yield _id_check(warehouse, resource)
             else:
-                yield _columns_check(warehouse, resource)
+                yield _columns_check(resource, stored)
 
     return crm_table_checks

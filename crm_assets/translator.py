@@ -8,6 +8,8 @@ import dagster as dg
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from crm_assets.contract import endpoint_path
+
 ASSET_PREFIX = "crm"
 API_PREFIX = "crm_api"
 GROUP_NAME = "crm"
@@ -37,7 +39,7 @@ class CrmTranslator(DagsterDltTranslator):
                 key=asset_key(name),
                 deps=[api_asset_key(name)],
                 group_name=GROUP_NAME,
-                description=f"CRM `{name}` records, merged on `id` from GET /v1/{name}.",
+                description=f"CRM `{name}` records, merged on `id` from GET {endpoint_path(name)}.",
                 freshness_policy=self.freshness_policy,
             )
         )
@@ -49,7 +51,9 @@ def api_asset_specs(resource_names: list[str]) -> list[dg.AssetSpec]:
         dg.AssetSpec(
             key=api_asset_key(name),
             group_name=API_GROUP_NAME,
-            description=f"GET /v1/{name} on the CRM REST API (not materialized by Dagster).",
+            description=(
+                f"GET {endpoint_path(name)} on the CRM REST API (not materialized by Dagster)."
+            ),
             kinds={"api"},
         )
         for name in resource_names

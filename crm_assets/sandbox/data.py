@@ -13,9 +13,6 @@ from typing import Any
 
 Record = dict[str, Any]
 
-# The sandbox speaks like a vendor API: owners come as `acme_owner_id`, a branded field name
-# that the schema's rename map turns into `owner_id`.
-
 SANDBOX_RESOURCES: tuple[str, ...] = ("account", "contact", "lead", "opportunity")
 DEFAULT_RECORDS_PER_RESOURCE = 2000
 
@@ -85,7 +82,7 @@ def _account(rng: random.Random, record_id: int, sizes: Mapping[str, int]) -> Re
         "currency": rng.choice(_CURRENCIES),
         "employee_count": _maybe(rng, 0.1, rng.randrange(1, 20000)),
         "parent_account_id": None,  # documented, never set here: an all-null column
-        "acme_owner_id": rng.randrange(1, 25),
+        "acme_owner_id": rng.randrange(1, 25),  # vendor-branded; the warehouse calls it owner_id
         "address": _maybe(rng, 0.05, address),
         "tags": rng.sample(_TAGS, rng.randrange(0, 4)),
         **_stamps(rng),
