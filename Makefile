@@ -13,14 +13,15 @@ DAGSTER_PORT ?= 3000
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.cfg constraints.txt
+# The product with its dev extra, and the sandbox (its own distribution, not in the product wheel).
+$(STAMP): pyproject.toml setup.cfg constraints.txt sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./sandbox
 	touch $@
 
 demo: install
-	$(BIN)/python -m crm_assets.demo
+	$(BIN)/python -m crm_sandbox.demo
 
 # The sandbox changes one record every SANDBOX_CHURN_S seconds; the change sensor ticks every 30 s.
 dev: install

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from crm_assets.sandbox import CrmStore, SandboxServer
+from crm_sandbox import CrmStore, SandboxServer
 
 KEY = "bench-key"
 
@@ -40,9 +40,9 @@ def one_sync(records: int, loader_file_format: str) -> dict[str, float]:
     from dagster_dlt import DagsterDltResource
 
     from crm_assets import assets
-    from crm_assets.resources import CrmApiResource, WarehouseResource
+    from crm_assets.defs.crm.resources import CrmApiResource
+    from crm_assets.warehouse.resource import WarehouseResource
 
-    assets.LOADER_FILE_FORMAT = loader_file_format
     with tempfile.TemporaryDirectory() as tmp, SandboxServer(CrmStore(records), api_key=KEY) as s:
         started = time.perf_counter()
         result = dg.materialize(
@@ -50,7 +50,9 @@ def one_sync(records: int, loader_file_format: str) -> dict[str, float]:
             resources={
                 "dlt": DagsterDltResource(),
                 "crm_api": CrmApiResource(base_url=s.base_url, api_key=KEY),
-                "warehouse": WarehouseResource(duckdb_path=f"{tmp}/wh.duckdb"),
+                "warehouse": WarehouseResource(
+                    duckdb_path=f"{tmp}/wh.duckdb", loader_file_format=loader_file_format
+                ),
             },
         )
         seconds = time.perf_counter() - started

@@ -7,16 +7,18 @@ import os
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from crm_assets.analytics import account_summary, build_analytics_automation_sensor
-from crm_assets.assets import build_crm_assets
-from crm_assets.checks import build_table_checks
-from crm_assets.contract import crm_resource_names
-from crm_assets.jobs import build_crm_sync_job
-from crm_assets.resources import DEFAULT_DUCKDB_PATH, CrmApiResource, WarehouseResource
-from crm_assets.schedules import build_reconcile_schedule
-from crm_assets.sensors import build_crm_change_sensor
+from crm_assets.defs.analytics.assets import account_summary
+from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
+from crm_assets.defs.crm.assets import build_crm_assets
+from crm_assets.defs.crm.checks import build_table_checks
+from crm_assets.defs.crm.jobs import build_crm_sync_job
+from crm_assets.defs.crm.resources import CrmApiResource
+from crm_assets.defs.crm.schedules import build_reconcile_schedule
+from crm_assets.defs.crm.sensors import build_crm_change_sensor
+from crm_assets.defs.crm.translator import api_asset_specs
 from crm_assets.settings import OrchestrationSettings
-from crm_assets.translator import api_asset_specs
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.warehouse.resource import DEFAULT_DUCKDB_PATH, WarehouseResource
 
 
 def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:

@@ -1,7 +1,6 @@
 """Fixtures: a real sandbox CRM on a loopback port, a DuckDB file in tmp_path, and a sync helper."""
 
 import socket
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,20 +9,16 @@ import dagster as dg
 import pytest
 from dagster_dlt import DagsterDltResource
 
-from crm_assets.analytics import account_summary
-from crm_assets.assets import build_crm_assets
-from crm_assets.checks import build_table_checks
-from crm_assets.contract import crm_resource_names
-from crm_assets.resources import CrmApiResource, WarehouseResource
-from crm_assets.sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
+from crm_assets.defs.analytics.assets import account_summary
+from crm_assets.defs.crm.assets import build_crm_assets
+from crm_assets.defs.crm.checks import build_table_checks
+from crm_assets.defs.crm.resources import CrmApiResource
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
 
 TEST_KEY = "test-key-7f3a9c51e2"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def venv_script(name: str) -> str:
-    """A console script installed next to this interpreter (dagster, crm-sandbox)."""
-    return str(Path(sys.executable).parent / name)
 
 
 def free_port() -> int:
@@ -31,6 +26,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# A test that uses one of these runs a real sandbox server (and usually a whole sync).
+_E2E_FIXTURES = {"sandbox", "make_sandbox", "sync", "sync_all"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks end-to-end tests, so `pytest -m "not e2e"` runs the fast unit tests alone."""
+    for item in items:
+        if _E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)

@@ -1,31 +1,28 @@
 """The documented entry point: `dagster asset materialize` configured only by env vars."""
 
-import os
 import subprocess
 from pathlib import Path
 
 import duckdb
+import pytest
 
-from crm_assets.contract import crm_resource_names
-from crm_assets.sandbox import SandboxServer
-from crm_assets_tests.conftest import REPO, TEST_KEY, venv_script
+from crm_assets.source.contract import crm_resource_names
+from crm_assets_tests.conftest import REPO, TEST_KEY
+from crm_sandbox import SandboxServer
+from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
+
+pytestmark = pytest.mark.e2e
 
 
 def _materialize(tmp_path: Path, base_url: str, key: str) -> subprocess.CompletedProcess[str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RUNTIME__DLTHUB_TELEMETRY": "false",
-        "CRM_API_BASE_URL": base_url,
-        "CRM_API_KEY": key,
-        "CRM_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-    }
-    command = [venv_script("dagster"), "asset", "materialize", "--select", "group:crm"]
+    env = cli_env(
+        dagster_home=prepare_dagster_home(tmp_path / "dagster_home"),
+        base_url=base_url,
+        api_key=key,
+        duckdb_path=tmp_path / "warehouse.duckdb",
+    )
     return subprocess.run(
-        [*command, "-m", "crm_assets.definitions"],
+        dagster_command("asset", "materialize", "--select", "group:crm"),
         cwd=REPO,
         env=env,
         capture_output=True,

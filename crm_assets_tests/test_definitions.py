@@ -1,6 +1,5 @@
 """The code location: loads with no env and exposes exactly the promised assets and lineage."""
 
-import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -9,9 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from crm_assets.contract import crm_resource_names
 from crm_assets.definitions import defs
-from crm_assets_tests.conftest import REPO, venv_script
+from crm_assets.source.contract import crm_resource_names
+from crm_assets_tests.conftest import REPO
+from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
 CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead", "opportunity")}
 API_KEYS = {
@@ -97,7 +97,6 @@ def test_crm_assets_are_one_subsettable_dlt_op(loaded: dg.Definitions) -> None:
     crm_sync = _ops(loaded)["crm_sync"]
     assert crm_sync.can_subset
     assert set(crm_sync.keys) == CRM_KEYS
-    assert crm_sync.op.name == "crm_sync"
 
 
 def test_secrets_come_from_env_vars_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,18 +110,12 @@ def test_secrets_come_from_env_vars_by_name(monkeypatch: pytest.MonkeyPatch) -> 
     assert resources["warehouse"].duckdb_path == "data/warehouse.duckdb"
 
 
-def _clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "SOURCES__"))}
-    return {**env, "DAGSTER_HOME": str(tmp_path), "RUNTIME__DLTHUB_TELEMETRY": "false"}
-
-
+@pytest.mark.e2e
 def test_dagster_validates_the_location_with_no_env_vars(tmp_path: Path) -> None:
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    command = [venv_script("dagster"), "definitions", "validate"]
     done = subprocess.run(
-        [*command, "-m", "crm_assets.definitions"],
+        dagster_command("definitions", "validate"),
         cwd=REPO,
-        env=_clean_env(tmp_path),
+        env=cli_env(dagster_home=prepare_dagster_home(tmp_path)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -142,14 +135,17 @@ class Spy(collections.abc.MutableMapping):
     def __iter__(self): return iter(self.env)
     def __len__(self): return len(self.env)
 os.environ = spy = Spy(os.environ)
-import crm_assets.definitions, crm_assets.assets, crm_assets.resources, crm_assets.sandbox
+import importlib, pkgutil, crm_assets, crm_sandbox
+for package in (crm_assets, crm_sandbox):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(module.name)
 print(sorted(k for k in spy.read if k.startswith(("CRM_", "SOURCES__"))))
 """
 
 
 def test_importing_the_package_reads_no_env_and_writes_no_files(tmp_path: Path) -> None:
     data_dir = tmp_path / "dlt_data"
-    env = {**_clean_env(tmp_path), "HOME": str(tmp_path), "DLT_DATA_DIR": str(data_dir)}
+    env = cli_env(dagster_home=tmp_path) | {"HOME": str(tmp_path), "DLT_DATA_DIR": str(data_dir)}
     done = subprocess.run(
         [sys.executable, "-c", _IMPORT_PROBE],
         cwd=tmp_path,

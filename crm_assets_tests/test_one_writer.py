@@ -1,14 +1,13 @@
 """Two launches against one DuckDB file queue on the `crm_warehouse` pool instead of colliding."""
 
-import os
-import shutil
 import subprocess
 
 import dagster as dg
 import duckdb
 
-from crm_assets.contract import crm_resource_names
-from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, venv_script
+from crm_assets.source.contract import crm_resource_names
+from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory
+from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
 
 def _step_window(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
@@ -24,23 +23,18 @@ def test_two_concurrent_cli_materializations_both_succeed_one_after_the_other(
     make_sandbox: SandboxFactory, tmp_path
 ) -> None:
     sandbox = make_sandbox(600, latency_ms=15)  # ~24 requests per run: long enough to overlap
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / ".dagster" / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RUNTIME__DLTHUB_TELEMETRY": "false",
-        "CRM_API_BASE_URL": sandbox.base_url,
-        "CRM_API_KEY": TEST_KEY,
-        "CRM_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-    }
+    home = prepare_dagster_home(tmp_path / "dagster_home", REPO / ".dagster" / "dagster.yaml")
+    env = cli_env(
+        dagster_home=home,
+        base_url=sandbox.base_url,
+        api_key=TEST_KEY,
+        duckdb_path=tmp_path / "warehouse.duckdb",
+    )
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the instance's storage once, as a long-lived deployment has it
-    command = [venv_script("dagster"), "asset", "materialize", "--select", "group:crm"]
     launches = [
         subprocess.Popen(
-            [*command, "-m", "crm_assets.definitions"],
+            dagster_command("asset", "materialize", "--select", "group:crm"),
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,

@@ -5,8 +5,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from crm_assets.resources import WarehouseResource
-from crm_assets.schema import DELETED_AT, declared_columns, rename_map
+from crm_assets.source.schema import DELETED_AT, declared_columns, rename_map
+from crm_assets.warehouse.resource import WarehouseResource
 
 _DLT_COLUMNS = {"_dlt_load_id", "_dlt_id", DELETED_AT}
 

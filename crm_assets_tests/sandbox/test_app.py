@@ -5,8 +5,8 @@ import time
 import pytest
 import requests
 
-from crm_assets.sandbox import SandboxServer
 from crm_assets_tests.conftest import TEST_KEY, SandboxFactory
+from crm_sandbox import SandboxServer
 
 
 def get(sandbox: SandboxServer, path: str, **params: object) -> requests.Response:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from crm_assets.sandbox.data import CrmStore, UnknownRecordError
+from crm_sandbox.data import CrmStore, UnknownRecordError
 
 
 def test_same_seed_same_records_other_seed_other_records() -> None:

@@ -5,8 +5,9 @@ import time
 
 import requests
 
-from crm_assets.sandbox import SandboxServer
-from crm_assets_tests.conftest import free_port, venv_script
+from crm_assets_tests.conftest import free_port
+from crm_sandbox import SandboxServer
+from crm_sandbox.runs import venv_script
 
 
 def test_console_script_serves_the_api_until_stopped() -> None:

@@ -1,0 +1,178 @@
+"""Asset checks on every CRM table, shown beside each asset in the UI.
+
+Two kinds: checks that need what the sync saw (reconciliation with the API's total, records
+gone upstream, records rejected) are reported by the sync step itself; checks on the table's
+contents (ids, declared columns) are their own step, so they can also run on demand.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from crm_assets.defs.crm.translator import asset_key
+from crm_assets.source.ledger import Reconciliation, ResourceLedger
+from crm_assets.source.schema import declared_columns
+from crm_assets.warehouse.resource import WAREHOUSE_POOL, WarehouseResource
+from crm_assets.warehouse.tables import id_counts
+
+RECONCILED = "reconciled_with_api"
+GONE_UPSTREAM = "gone_upstream"
+REJECTED = "no_rejected_records"
+ID_UNIQUE = "id_unique_not_null"
+DECLARED_COLUMNS = "declared_columns"
+
+
+def sync_check_specs(resources: list[str]) -> list[dg.AssetCheckSpec]:
+    """Checks the sync step reports, from the counts it kept while paging."""
+    specs = []
+    for name in resources:
+        key = asset_key(name)
+        specs += [
+            dg.AssetCheckSpec(
+                RECONCILED,
+                asset=key,
+                description="Distinct ids received by the full sync equal the API's `total`.",
+            ),
+            dg.AssetCheckSpec(
+                GONE_UPSTREAM,
+                asset=key,
+                description="Rows the API no longer returns (marked `_deleted_at`); WARN if any.",
+            ),
+            dg.AssetCheckSpec(
+                REJECTED,
+                asset=key,
+                description="Records quarantined for type drift or dropped for a missing id.",
+            ),
+        ]
+    return specs
+
+
+@dataclass(frozen=True)
+class DeletionMarks:
+    """What deletion marking did: rows marked by this sync, and in all (None: not run)."""
+
+    newly: int | None
+    total: int | None
+
+
+def sync_check_results(
+    ledger: ResourceLedger,
+    reconciliation: Reconciliation,
+    marks: DeletionMarks,
+    selected: set[dg.AssetCheckKey],
+) -> Iterator[dg.AssetCheckResult]:
+    key = asset_key(ledger.resource)
+    results = [
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=RECONCILED,
+            passed=reconciliation.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=reconciliation.reason,
+            metadata={
+                "api_total": reconciliation.api_total,
+                "records_received": reconciliation.received,
+                "distinct_ids": reconciliation.distinct_ids,
+                "records_without_id": reconciliation.without_id,
+            },
+        ),
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=GONE_UPSTREAM,
+            passed=marks.newly == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                "not checked: the sync did not reconcile, so absent ids prove nothing"
+                if marks.newly is None
+                else f"{marks.newly} rows newly gone from the API, {marks.total} marked in all"
+            ),
+            metadata={"newly_marked_deleted": marks.newly, "marked_deleted": marks.total},
+        ),
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=REJECTED,
+            passed=not ledger.rejections,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{len(ledger.rejections)} records kept out of the table (see _quarantine)",
+            metadata={
+                "records_quarantined": ledger.quarantined,
+                "records_without_id": ledger.without_id,
+            },
+        ),
+    ]
+    yield from (r for r in results if dg.AssetCheckKey(key, r.check_name) in selected)
+
+
+def _id_check(warehouse: WarehouseResource, resource: str) -> dg.AssetCheckResult:
+    key = asset_key(resource)
+    with warehouse.sql_client() as client:
+        rows, with_id, distinct = id_counts(client, resource)
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=ID_UNIQUE,
+        passed=rows == with_id == distinct,
+        metadata={"rows": rows, "null_ids": rows - with_id, "duplicate_ids": with_id - distinct},
+    )
+
+
+def _columns_check(resource: str, stored: dict[str, Any]) -> dg.AssetCheckResult:
+    """Every declared column exists with its declared type, as read back from the warehouse."""
+    problems = []
+    for column in declared_columns(resource):
+        actual = stored.get(column.name)
+        if actual is None:
+            problems.append(f"{column.name}: missing")
+        elif actual.get("data_type") != column.data_type:
+            problems.append(
+                f"{column.name}: {actual.get('data_type')}, declared {column.data_type}"
+            )
+    return dg.AssetCheckResult(
+        asset_key=asset_key(resource),
+        check_name=DECLARED_COLUMNS,
+        passed=not problems,
+        description="; ".join(problems) or "all declared columns present with their types",
+        metadata={"problems": len(problems), "columns_in_table": len(stored)},
+    )
+
+
+def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
+    """Content checks for every CRM table, one subsettable step in the warehouse pool."""
+    specs = [
+        spec
+        for name in resources
+        for spec in (
+            dg.AssetCheckSpec(
+                ID_UNIQUE, asset=asset_key(name), description="`id` unique, never null"
+            ),
+            dg.AssetCheckSpec(
+                DECLARED_COLUMNS,
+                asset=asset_key(name),
+                description="Declared columns present with their declared types",
+            ),
+        )
+    ]
+
+    @dg.multi_asset_check(
+        specs=specs, can_subset=True, pool=WAREHOUSE_POOL, name="crm_table_checks"
+    )
+    def crm_table_checks(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        for check_key in sorted(context.selected_asset_check_keys, key=str):
+            resource = check_key.asset_key.path[-1]
+            stored = warehouse.stored_columns(resource)
+            if not stored:
+                yield dg.AssetCheckResult(
+                    asset_key=check_key.asset_key,
+                    check_name=check_key.name,
+                    passed=False,
+                    description=f"table {resource!r} does not exist in the warehouse",
+                )
+            elif check_key.name == ID_UNIQUE:
+                yield _id_check(warehouse, resource)
+            else:
+                yield _columns_check(resource, stored)
+
+    return crm_table_checks

@@ -1,0 +1,144 @@
+"""The change sensor: probes each CRM resource and syncs only those that changed or grow stale."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import dagster as dg
+
+from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
+from crm_assets.defs.crm.resources import CrmApiResource
+from crm_assets.defs.crm.translator import asset_key
+from crm_assets.settings import OrchestrationSettings
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
+from crm_assets.source.probe import Fingerprint, ProbeError, probe
+
+SENSOR_NAME = "crm_change_sensor"
+
+
+@dataclass
+class Plan:
+    """What one tick decided: resources to sync and why, the next cursor, and failed probes."""
+
+    changed: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    cursor: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def to_sync(self) -> list[str]:
+        return [*self.changed, *self.stale]
+
+
+def plan_tick(
+    previous: Mapping[str, Mapping[str, object]],
+    probes: Mapping[str, Fingerprint | ProbeError],
+    ages: Mapping[str, timedelta | None],
+    stale_after: timedelta,
+) -> Plan:
+    """Pure decision: changed fingerprints sync; unchanged ones sync once older than `stale_after`.
+
+    A failed probe keeps its previous cursor entry, so the change is seen on a later tick.
+    """
+    plan = Plan(cursor={name: dict(entry) for name, entry in previous.items()})
+    for name, seen in probes.items():
+        if isinstance(seen, ProbeError):
+            plan.failures.append(str(seen))
+            continue
+        if previous.get(name) != seen.as_json():
+            plan.changed.append(name)
+            plan.cursor[name] = seen.as_json()
+        elif (age := ages.get(name)) is None or age >= stale_after:
+            plan.stale.append(name)
+    return plan
+
+
+def _run_key(plan: Plan, last_materialized: Mapping[str, float | None]) -> str:
+    """Same changes (or the same stale materialization) → same key, so Dagster dedupes."""
+    basis = {
+        "changed": {name: plan.cursor[name] for name in plan.changed},
+        "stale": {name: last_materialized.get(name) for name in plan.stale},
+    }
+    digest = hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:20]
+    return f"crm-{digest}"
+
+
+def _last_synced(instance: dg.DagsterInstance, name: str) -> float | None:
+    event = instance.get_latest_materialization_event(asset_key(name))
+    return event.timestamp if event else None
+
+
+def _age(last_synced: float | None, now: float, in_flight: bool) -> timedelta | None:
+    """How old the table is; 0 while a sync is queued or running (don't stack another)."""
+    if in_flight:
+        return timedelta(0)
+    return None if last_synced is None else timedelta(seconds=now - last_synced)
+
+
+def _sync_in_flight(instance: dg.DagsterInstance, name: str) -> bool:
+    planned = instance.get_latest_planned_materialization_info(asset_key(name))
+    run = instance.get_run_by_id(planned.run_id) if planned else None
+    return run is not None and not run.is_finished
+
+
+def build_crm_change_sensor(
+    settings: OrchestrationSettings, clock: Callable[[], float] = time.time
+) -> dg.SensorDefinition:
+    """Every `sensor_interval_s`: one small request per resource; on when deployed."""
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        job_name=CRM_SYNC_JOB,
+        minimum_interval_seconds=settings.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Probes each CRM resource (limit=1: total and newest updated_at) and syncs those that"
+            " changed, or that passed their freshness warn window without a change."
+        ),
+    )
+    def crm_change_sensor(
+        context: dg.SensorEvaluationContext, crm_api: CrmApiResource
+    ) -> dg.SensorResult:
+        session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
+        base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
+        probes: dict[str, Fingerprint | ProbeError] = {}
+        for name in crm_resource_names():
+            try:
+                probes[name] = probe(
+                    session,
+                    base_url,
+                    api_key,
+                    name,
+                    crm_api.newest_first_params,
+                    crm_api.timeout_s,
+                )
+            except ProbeError as error:
+                probes[name] = error
+        last = {name: _last_synced(context.instance, name) for name in crm_resource_names()}
+        now = clock()
+        ages = {
+            name: _age(stamp, now, in_flight=_sync_in_flight(context.instance, name))
+            for name, stamp in last.items()
+        }
+        previous = json.loads(context.cursor) if context.cursor else {}
+        plan = plan_tick(previous, probes, ages, settings.freshness_warn)
+        for failure in plan.failures:
+            context.log.warning(failure)
+        cursor = json.dumps(plan.cursor, sort_keys=True)
+        if not plan.to_sync:
+            reason = "; ".join(plan.failures) or "no CRM resource changed or grew stale"
+            return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+        request = dg.RunRequest(
+            run_key=_run_key(plan, last),
+            asset_selection=[asset_key(name) for name in plan.to_sync],
+            tags={"crm/changed": ",".join(plan.changed), "crm/stale": ",".join(plan.stale)},
+        )
+        return dg.SensorResult(run_requests=[request], cursor=cursor)
+
+    return crm_change_sensor

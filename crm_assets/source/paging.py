@@ -1,0 +1,57 @@
+"""Offset paging that cannot skip or silently drop records."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
+from requests import Response
+
+from crm_assets.source.ledger import ResourceLedger
+
+log = logging.getLogger(__name__)
+
+
+class CrmResponseError(ValueError):
+    """A page whose shape breaks the contract; says where, never what the records held."""
+
+    def __init__(self, path: str, offset: int, problem: str) -> None:
+        super().__init__(f"GET {path} at offset {offset}: {problem}")
+        self.path, self.offset, self.problem = path, offset, problem
+
+
+class CrmOffsetPaginator(OffsetPaginator):
+    """dlt's `OffsetPaginator`, but advancing by the records received, not by the limit asked.
+
+    A server that caps the page below our limit would otherwise make dlt skip records. Pages
+    without a `data` list or a whole `total` raise `CrmResponseError` instead of loading nothing
+    (dlt's default) or quoting the page (dlt's message for a missing total).
+    """
+
+    def __init__(self, limit: int, ledger: ResourceLedger | None = None) -> None:
+        super().__init__(limit=limit, total_path="total")
+        self.ledger = ledger  # told every page's total, for reconciliation
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        offset = self.current_value
+        path = urlsplit(response.url).path
+        body = response.json()
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise CrmResponseError(path, offset, "response has no 'data' list")
+        total = body.get("total")
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise CrmResponseError(path, offset, "response has no whole, non-negative 'total'")
+        if self.ledger is not None:
+            self.ledger.saw_total(total)
+        received = len(body["data"])
+        self.current_value = offset + received
+        self._has_next_page = received > 0 and self.current_value < total
+        if received == 0 and offset < total:
+            log.warning(
+                "GET %s at offset %d returned no records but total is %d; stopping here",
+                path,
+                offset,
+                total,
+            )

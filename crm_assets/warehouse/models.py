@@ -1,0 +1,65 @@
+"""Models built in the warehouse from the CRM tables, in SQL, so the data never leaves it."""
+
+from __future__ import annotations
+
+from dlt.destinations.sql_client import SqlClientBase
+
+from crm_assets.source.schema import DELETED_AT
+from crm_assets.warehouse.resource import ANALYTICS_SCHEMA
+
+ACCOUNT_SUMMARY_TABLE = f"{ANALYTICS_SCHEMA}.account_summary"
+
+# Amounts are summed only in the account's own currency: adding EUR to USD would be wrong, so
+# open deals in another currency are counted instead. Rows marked deleted are left out.
+_ACCOUNT_SUMMARY_SQL = """
+create table {target} as
+with accounts as (
+    select id, name, status, currency from {account} where {deleted} is null
+),
+contacts as (
+    select account_id, count(*) as contact_count
+    from {contact} where {deleted} is null and account_id is not null
+    group by account_id
+),
+open_deals as (
+    select
+        o.customer_id as account_id,
+        count(*) as open_opportunity_count,
+        sum(case when o.currency = a.currency then o.amount end) as open_amount,
+        sum(case when o.currency is distinct from a.currency then 1 else 0 end)
+            as open_opportunities_in_other_currencies
+    from {opportunity} o join accounts a on a.id = o.customer_id
+    where o.{deleted} is null and not o.is_closed
+    group by o.customer_id
+)
+select
+    a.id as account_id,
+    a.name as account_name,
+    a.status,
+    a.currency,
+    coalesce(c.contact_count, 0) as contact_count,
+    coalesce(d.open_opportunity_count, 0) as open_opportunity_count,
+    coalesce(d.open_amount, 0) as open_amount,
+    coalesce(d.open_opportunities_in_other_currencies, 0)
+        as open_opportunities_in_other_currencies
+from accounts a
+left join contacts c on c.account_id = a.id
+left join open_deals d on d.account_id = a.id
+"""
+
+
+def build_account_summary(client: SqlClientBase) -> int:
+    """Rebuilds `analytics.account_summary` in one transaction; returns its row count."""
+    name = client.make_qualified_table_name
+    sql = _ACCOUNT_SUMMARY_SQL.format(
+        target=ACCOUNT_SUMMARY_TABLE,
+        account=name("account"),
+        contact=name("contact"),
+        opportunity=name("opportunity"),
+        deleted=DELETED_AT,
+    )
+    with client.begin_transaction():
+        client.execute_sql(f"create schema if not exists {ANALYTICS_SCHEMA}")
+        client.execute_sql(f"drop table if exists {ACCOUNT_SUMMARY_TABLE}")
+        client.execute_sql(sql)
+    return client.execute_sql(f"select count(*) from {ACCOUNT_SUMMARY_TABLE}")[0][0]

@@ -1,0 +1,66 @@
+"""SQL on the CRM tables after a load: which exist, deletion marks, row and id counts.
+
+All of it goes through dlt's SQL client for the pipeline's destination, so it runs wherever dlt
+loads (DuckDB here, Postgres and the cloud warehouses the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from dlt.destinations.sql_client import SqlClientBase
+
+from crm_assets.source.schema import DELETED_AT
+
+_UPDATE_BATCH = 500
+
+
+def existing_tables(client: SqlClientBase, tables: Iterable[str]) -> set[str]:
+    """Which of `tables` exist in the client's dataset."""
+    wanted = set(tables)
+    rows = client.execute_sql(
+        "select table_name from information_schema.tables where table_schema = %s",
+        client.dataset_name,
+    )
+    return {row[0] for row in rows or []} & wanted
+
+
+def mark_deleted(
+    client: SqlClientBase, table: str, live_ids: set[int], at: datetime
+) -> tuple[int, int]:
+    """Stamps `_deleted_at` on live rows whose id the API no longer returns.
+
+    Returns (rows marked now, rows marked in all). A record that comes back is merged in again
+    with `_deleted_at` NULL, as dlt replaces the whole row.
+    """
+    qualified = client.make_qualified_table_name(table)
+    live_rows = client.execute_sql(f"select id from {qualified} where {DELETED_AT} is null")
+    gone = sorted({row[0] for row in live_rows or []} - live_ids)
+    with client.begin_transaction():
+        for start in range(0, len(gone), _UPDATE_BATCH):
+            batch = gone[start : start + _UPDATE_BATCH]
+            placeholders = ", ".join(["%s"] * len(batch))
+            client.execute_sql(
+                f"update {qualified} set {DELETED_AT} = %s where id in ({placeholders})",
+                at,
+                *batch,
+            )
+    marked = client.execute_sql(f"select count(*) from {qualified} where {DELETED_AT} is not null")
+    return len(gone), marked[0][0]
+
+
+def row_counts(client: SqlClientBase, table: str) -> tuple[int, int]:
+    """(all rows, rows not marked deleted) of a table."""
+    qualified = client.make_qualified_table_name(table)
+    query = f"select count(*), count(*) - count({DELETED_AT}) from {qualified}"
+    rows, live = client.execute_sql(query)[0]
+    return rows, live
+
+
+def id_counts(client: SqlClientBase, table: str) -> tuple[int, int, int]:
+    """(rows, rows with an id, distinct ids) of a table."""
+    qualified = client.make_qualified_table_name(table)
+    query = f"select count(*), count(id), count(distinct id) from {qualified}"
+    rows, with_id, distinct = client.execute_sql(query)[0]
+    return rows, with_id, distinct

@@ -1,0 +1,43 @@
+"""The analytics automation: the model rebuilds after a table it reads syncs, and only then."""
+
+import dagster as dg
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+
+from crm_assets.definitions import defs
+from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY, account_summary
+from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
+from crm_assets.defs.crm.translator import asset_key
+
+
+def test_the_model_rebuilds_after_a_parent_syncs_and_only_then() -> None:
+    assets = defs()
+    instance = dg.DagsterInstance.ephemeral()
+
+    def synced(*names: str) -> None:
+        for name in names:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key(name)))
+
+    def tick(cursor: AssetDaemonCursor | None) -> tuple[int, AssetDaemonCursor]:
+        result = dg.evaluate_automation_conditions(assets, instance, cursor=cursor)
+        return result.get_num_requested(ACCOUNT_SUMMARY), result.cursor
+
+    requested, cursor = tick(None)
+    assert requested == 0  # the first evaluation only takes stock
+    synced("account", "contact", "lead", "opportunity")
+    requested, cursor = tick(cursor)
+    assert requested == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(ACCOUNT_SUMMARY))
+    assert tick(cursor)[0] == 0
+    synced("lead")  # not read by the model
+    requested, cursor = tick(cursor)
+    assert requested == 0
+    synced("opportunity")
+    assert tick(cursor)[0] == 1
+
+
+def test_the_automation_sensor_is_on_by_default_and_targets_the_models() -> None:
+    sensor = build_analytics_automation_sensor(30)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.minimum_interval_seconds == 30
+    selected = sensor.asset_selection.resolve([account_summary])
+    assert selected == {ACCOUNT_SUMMARY}

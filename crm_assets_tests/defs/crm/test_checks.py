@@ -1,0 +1,93 @@
+"""Asset checks: all pass on a clean sync, and each fails when it should."""
+
+import dagster as dg
+
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets_tests.conftest import SandboxFactory, Sync, check_result
+from crm_sandbox import SandboxServer
+
+SYNC_CHECKS = ("reconciled_with_api", "gone_upstream", "no_rejected_records")
+TABLE_CHECKS = ("id_unique_not_null", "declared_columns")
+
+
+def _only_checks(*names: str, asset: str) -> dg.AssetSelection:
+    key = dg.AssetKey(["crm", asset])
+    return dg.AssetSelection.checks(*(dg.AssetCheckKey(key, name) for name in names))
+
+
+def test_every_check_passes_on_a_clean_sync(sandbox: SandboxServer, sync_all: Sync) -> None:
+    result = sync_all(sandbox)
+
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 5 * len(crm_resource_names())
+    assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
+
+
+def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(350)
+    assert sync(sandbox).success
+    sandbox.faults.skip_page("contact", 100)  # serves 200-299 at offset 100, total still 350
+
+    result = sync(sandbox)
+
+    assert result.success  # the load itself worked; the check is what notices
+    reconciled = check_result(result, "contact", "reconciled_with_api")
+    assert not reconciled.passed
+    assert reconciled.severity == dg.AssetCheckSeverity.ERROR
+    assert reconciled.description == (
+        "received 250 distinct ids but the API total is 350;"
+        " 100 ids arrived twice: records shifted between pages"
+    )
+    assert check_result(result, "account", "reconciled_with_api").passed
+    gone = check_result(result, "contact", "gone_upstream")
+    assert "not checked" in (gone.description or "")
+    with warehouse.connect() as connection:
+        marked = connection.execute("select count(_deleted_at) from crm.contact").fetchone()[0]
+    assert marked == 0  # the 100 unseen contacts still exist upstream
+
+
+def test_a_duplicated_id_in_the_table_fails_the_uniqueness_check(
+    sandbox: SandboxServer, sync_all: Sync, warehouse: WarehouseResource
+) -> None:
+    assert sync_all(sandbox).success
+    with warehouse.connect(read_only=False) as connection:
+        connection.execute("insert into crm.lead select * from crm.lead where id = 9")
+
+    result = sync_all(sandbox, _only_checks(*TABLE_CHECKS, asset="lead"))
+
+    unique = check_result(result, "lead", "id_unique_not_null")
+    assert not unique.passed
+    assert unique.severity == dg.AssetCheckSeverity.ERROR
+    assert unique.metadata["duplicate_ids"].value == 1
+    assert check_result(result, "lead", "declared_columns").passed
+    assert not result.get_asset_materialization_events()  # checks alone: nothing re-synced
+
+
+def test_a_column_of_the_wrong_type_fails_the_declared_columns_check(
+    sandbox: SandboxServer, sync_all: Sync, warehouse: WarehouseResource
+) -> None:
+    assert sync_all(sandbox).success
+    with warehouse.connect(read_only=False) as connection:
+        connection.execute("alter table crm.lead alter score type varchar")
+        connection.execute("alter table crm.lead drop column email")
+
+    result = sync_all(sandbox, _only_checks("declared_columns", asset="lead"))
+
+    columns = check_result(result, "lead", "declared_columns")
+    assert not columns.passed
+    assert columns.description == "email: missing; score: text, declared bigint"
+
+
+def test_table_checks_fail_when_the_table_does_not_exist(
+    sandbox: SandboxServer, sync_all: Sync
+) -> None:
+    result = sync_all(sandbox, _only_checks(*TABLE_CHECKS, asset="account"))
+
+    for name in TABLE_CHECKS:
+        evaluation = check_result(result, "account", name)
+        assert not evaluation.passed
+        assert evaluation.description == "table 'account' does not exist in the warehouse"

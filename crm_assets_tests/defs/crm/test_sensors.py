@@ -1,0 +1,267 @@
+"""The change sensor against the real sandbox: what each tick requests, skips and remembers."""
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+from dagster_dlt import DagsterDltResource
+
+from crm_assets.definitions import defs
+from crm_assets.defs.crm.resources import CrmApiResource
+from crm_assets.defs.crm.sensors import build_crm_change_sensor, plan_tick
+from crm_assets.settings import OrchestrationSettings
+from crm_assets.source.probe import Fingerprint, ProbeError
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets_tests.conftest import TEST_KEY, SandboxFactory
+from crm_sandbox import SandboxServer
+
+ALL = ["account", "contact", "lead", "opportunity"]
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+class Ticker:
+    """Evaluates the sensor tick after tick, carrying the cursor like the daemon does."""
+
+    def __init__(
+        self,
+        sandbox: SandboxServer,
+        instance: dg.DagsterInstance,
+        clock: Callable[[], float] = time.time,
+        **api: object,
+    ) -> None:
+        self.sensor = build_crm_change_sensor(OrchestrationSettings(), clock)
+        self.api = CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY, **api)
+        self.instance, self.cursor = instance, None
+
+    def tick(self) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"crm_api": self.api}
+        )
+        result = self.sensor(context)
+        self.cursor = result.cursor
+        return result
+
+
+def requested(result: dg.SensorResult) -> list[str]:
+    (request,) = result.run_requests or []
+    return sorted(key.path[-1] for key in request.asset_selection or [])
+
+
+def materialize(
+    crm_assets_def: dg.AssetsDefinition,
+    sandbox: SandboxServer,
+    instance: dg.DagsterInstance,
+    warehouse: WarehouseResource,
+    names: list[str],
+) -> None:
+    """What the requested run does: sync those assets into the instance's history."""
+    result = dg.materialize(
+        [crm_assets_def],
+        instance=instance,
+        selection=[f"crm/{name}" for name in names],
+        resources={
+            "dlt": DagsterDltResource(),
+            "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
+            "warehouse": warehouse,
+        },
+    )
+    assert result.success
+
+
+@pytest.fixture
+def synced(
+    make_sandbox: SandboxFactory,
+    instance: dg.DagsterInstance,
+    crm_assets_def: dg.AssetsDefinition,
+    warehouse: WarehouseResource,
+) -> tuple[SandboxServer, Ticker]:
+    """A sandbox whose first tick has been acted on: every table synced, cursor stored."""
+    sandbox = make_sandbox(120)
+    ticker = Ticker(sandbox, instance)
+    assert requested(ticker.tick()) == ALL
+    materialize(crm_assets_def, sandbox, instance, warehouse, ALL)
+    return sandbox, ticker
+
+
+def test_first_tick_requests_every_resource(
+    sandbox: SandboxServer, instance: dg.DagsterInstance
+) -> None:
+    ticker = Ticker(sandbox, instance)
+
+    result = ticker.tick()
+
+    assert requested(result) == ALL
+    assert set(json.loads(result.cursor or "{}")) == set(ALL)
+    probes = sandbox.faults.log
+    assert len(probes) == 4
+    assert {(r.offset, r.limit) for r in probes} == {(0, 1)}
+
+
+def test_no_change_skips_at_one_request_per_resource(synced: tuple[SandboxServer, Ticker]) -> None:
+    sandbox, ticker = synced
+    before = len(sandbox.faults.log)
+
+    result = ticker.tick()
+
+    assert not result.run_requests
+    assert "no CRM resource changed" in str(result.skip_reason)
+    assert len(sandbox.faults.log) - before == 4
+
+
+def test_an_update_requests_exactly_that_asset(synced: tuple[SandboxServer, Ticker]) -> None:
+    sandbox, ticker = synced
+    sandbox.store.update("account", 17, {"name": "Changed"})  # same total, newer updated_at
+
+    assert requested(ticker.tick()) == ["account"]
+
+
+def test_an_insert_requests_exactly_that_asset(synced: tuple[SandboxServer, Ticker]) -> None:
+    sandbox, ticker = synced
+    sandbox.store.insert("lead", {"first_name": "New"})
+
+    result = ticker.tick()
+
+    assert requested(result) == ["lead"]
+    assert result.run_requests[0].tags["crm/changed"] == "lead"
+
+
+def test_without_a_sort_param_only_totals_are_seen(
+    make_sandbox: SandboxFactory,
+    instance: dg.DagsterInstance,
+    crm_assets_def: dg.AssetsDefinition,
+    warehouse: WarehouseResource,
+) -> None:
+    sandbox = make_sandbox(30)
+    ticker = Ticker(sandbox, instance, newest_first_params={})
+    ticker.tick()
+    materialize(crm_assets_def, sandbox, instance, warehouse, ALL)
+    sandbox.store.update("contact", 3, {"title": "CEO"})
+
+    unseen = ticker.tick()
+    sandbox.store.insert("contact", {"title": "CTO"})
+    seen = ticker.tick()
+
+    assert json.loads(ticker.cursor or "{}")["contact"]["newest_updated_at"] is None
+    assert not unseen.run_requests  # an update that keeps the total is left to the backstop
+    assert requested(seen) == ["contact"]
+
+
+def test_api_down_skips_naming_resources_and_keeps_the_cursor(
+    synced: tuple[SandboxServer, Ticker],
+) -> None:
+    sandbox, ticker = synced
+    cursor = ticker.cursor
+    sandbox.store.insert("account", {"name": "unseen while down"})
+    sandbox.stop()
+
+    result = ticker.tick()
+
+    assert not result.run_requests
+    reason = str(result.skip_reason)
+    assert all(f"probe of {name!r}" in reason for name in ALL)
+    assert "ConnectionError" in reason
+    assert TEST_KEY not in reason
+    assert result.cursor == cursor
+
+
+def test_a_rejected_key_skips_with_the_status_and_without_the_key(
+    sandbox: SandboxServer, instance: dg.DagsterInstance
+) -> None:
+    ticker = Ticker(sandbox, instance)
+    ticker.api = CrmApiResource(base_url=sandbox.base_url, api_key="wrong-key-31f0a9")
+
+    result = ticker.tick()
+
+    assert "HTTP 401" in str(result.skip_reason)
+    assert "wrong-key-31f0a9" not in str(result.skip_reason)
+    assert result.cursor == "{}"
+
+
+def test_one_failed_probe_does_not_block_the_others(synced: tuple[SandboxServer, Ticker]) -> None:
+    sandbox, ticker = synced
+    lead_before = json.loads(ticker.cursor or "{}")["lead"]
+    sandbox.faults.inject("lead", [503, 503])
+    sandbox.store.insert("lead", {"first_name": "Missed"})
+    sandbox.store.insert("opportunity", {"name": "Seen"})
+
+    result = ticker.tick()
+
+    assert requested(result) == ["opportunity"]
+    assert json.loads(result.cursor or "{}")["lead"] == lead_before
+    assert requested(ticker.tick()) == ["lead"]  # seen on the next tick
+
+
+def test_stale_assets_are_refreshed_without_a_change(
+    make_sandbox: SandboxFactory,
+    instance: dg.DagsterInstance,
+    crm_assets_def: dg.AssetsDefinition,
+    warehouse: WarehouseResource,
+) -> None:
+    sandbox = make_sandbox(20)
+    offset = [0.0]
+    ticker = Ticker(sandbox, instance, clock=lambda: time.time() + offset[0])
+    ticker.tick()
+    materialize(crm_assets_def, sandbox, instance, warehouse, ALL)
+    assert not ticker.tick().run_requests
+
+    offset[0] = timedelta(hours=12, minutes=1).total_seconds()  # past the default warn window
+    result = ticker.tick()
+
+    assert requested(result) == ALL
+    assert result.run_requests[0].tags["crm/stale"] == "account,contact,lead,opportunity"
+    assert result.run_requests[0].tags["crm/changed"] == ""
+
+
+def test_run_keys_are_idempotent(sandbox: SandboxServer, instance: dg.DagsterInstance) -> None:
+    first, second = Ticker(sandbox, instance), Ticker(sandbox, instance)
+
+    keys = [t.tick().run_requests[0].run_key for t in (first, second)]
+    sandbox.store.insert("account", {})
+    changed = first.tick().run_requests[0].run_key
+
+    assert keys[0] == keys[1]
+    assert changed != keys[0]
+
+
+def test_plan_tick_treats_failures_changes_and_age_separately() -> None:
+    seen = Fingerprint(10, "2025-01-01T00:00:00Z")
+    previous = {"a": seen.as_json(), "b": seen.as_json(), "c": seen.as_json()}
+    probes = {
+        "a": seen,
+        "b": Fingerprint(11, "2025-01-02T00:00:00Z"),
+        "c": ProbeError("probe of 'c' failed"),
+        "d": seen,
+    }
+    ages = {"a": timedelta(hours=1), "b": timedelta(hours=1), "d": None}
+
+    plan = plan_tick(previous, probes, ages, stale_after=timedelta(hours=2))
+
+    assert (plan.changed, plan.stale, plan.failures) == (["b", "d"], [], ["probe of 'c' failed"])
+    assert plan.cursor["c"] == seen.as_json()
+    older = plan_tick(previous, {"a": seen}, {"a": timedelta(hours=3)}, timedelta(hours=2))
+    assert older.stale == ["a"]
+
+
+def test_a_queued_sync_is_not_stacked_and_a_failed_one_is_retried(
+    sandbox: SandboxServer, instance: dg.DagsterInstance
+) -> None:
+    ticker = Ticker(sandbox, instance)
+    assert requested(ticker.tick()) == ALL
+    job = defs().resolve_job_def("crm_sync_job")
+    run = instance.create_run_for_job(job_def=job)  # the requested run, queued and not done
+
+    while_queued = ticker.tick()
+    instance.report_run_failed(run)
+    after_failure = ticker.tick()
+
+    assert not while_queued.run_requests
+    assert requested(after_failure) == ALL  # never synced: stale, so asked for again
+    assert after_failure.run_requests[0].tags["crm/stale"] == "account,contact,lead,opportunity"

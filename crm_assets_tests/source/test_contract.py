@@ -1,0 +1,56 @@
+"""The seed's rest_api_source config: shape, defaults, and one entry per resource."""
+
+import dagster as dg
+import pytest
+
+from crm_assets.defs.crm.assets import build_crm_assets
+from crm_assets.source import contract
+from crm_assets.source.paging import CrmOffsetPaginator
+
+
+def test_config_has_the_seed_shape() -> None:
+    config = contract.rest_api_config("http://127.0.0.1:1", "k")
+
+    assert config["client"] == {
+        "base_url": "http://127.0.0.1:1",
+        "auth": {"type": "api_key", "name": "api_key", "api_key": "k", "location": "query"},
+    }
+    assert config["resource_defaults"] == {
+        "primary_key": "id",
+        "write_disposition": "merge",
+        "schema_contract": {"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
+    }
+    for resource in config["resources"]:
+        endpoint = resource["endpoint"]
+        assert endpoint["path"] == f"/v1/{resource['name']}"
+        assert (endpoint["method"], endpoint["data_selector"]) == ("GET", "data")
+        assert isinstance(endpoint["paginator"], CrmOffsetPaginator)
+        assert endpoint["paginator"].limit == 100
+    assert [r["name"] for r in config["resources"]] == ["account", "contact", "lead", "opportunity"]
+
+
+def test_each_resource_pages_with_its_own_paginator() -> None:
+    config = contract.rest_api_config("http://127.0.0.1:1", "k", page_size=250)
+    paginators = [r["endpoint"]["paginator"] for r in config["resources"]]
+    assert len({id(p) for p in paginators}) == 4
+    assert {p.limit for p in paginators} == {250}
+
+
+def test_every_call_builds_a_fresh_source_with_merge_on_id() -> None:
+    first, second = (contract.crm_source("http://127.0.0.1:1", "k") for _ in range(2))
+    assert first is not second
+    account = first.resources["account"]
+    assert account.write_disposition == "merge"
+    assert first.schema.name == "crm"
+    assert account.compute_table_schema()["columns"]["id"]["primary_key"] is True
+
+
+def test_a_fifth_resource_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(contract, "CRM_RESOURCES", (*contract.CRM_RESOURCES, {"name": "task"}))
+
+    assets = build_crm_assets()
+
+    assert dg.AssetKey(["crm", "task"]) in assets.keys
+    assert (
+        contract.rest_api_config("http://x", "k")["resources"][-1]["endpoint"]["path"] == "/v1/task"
+    )

@@ -1,0 +1,61 @@
+"""Reconciliation: when the counts a sync kept add up to the API's total, and when not."""
+
+import copy
+
+from crm_assets.source.ledger import ResourceLedger, SyncLedger
+
+
+def _ledger(totals: list[int], ids: list[int | None]) -> ResourceLedger:
+    ledger = ResourceLedger("account")
+    for total in totals:
+        ledger.saw_total(total)
+    for record_id in ids:
+        ledger.saw_record(record_id)
+    return ledger
+
+
+def test_every_record_received_reconciles() -> None:
+    result = _ledger([250, 250, 250], list(range(1, 251))).reconcile()
+    assert result.passed
+    assert result.api_total == 250
+    assert result.distinct_ids == 250
+
+
+def test_id_less_records_count_as_received() -> None:
+    assert _ledger([3], [1, None, 2]).reconcile().passed
+    short = _ledger([4], [1, None, 2]).reconcile()
+    assert short.reason == "received 2 distinct ids and 1 records without id but the API total is 4"
+
+
+def test_a_skipped_page_fails() -> None:
+    result = _ledger([250, 250, 250], list(range(1, 151))).reconcile()
+    assert not result.passed
+    assert result.reason == "received 150 distinct ids but the API total is 250"
+
+
+def test_a_total_that_fell_mid_sync_fails_even_when_the_final_numbers_agree() -> None:
+    # A row deleted after page 1 shifts the rest left: one record is never served.
+    ids = [*range(1, 101), *range(102, 251)]
+    result = _ledger([250, 249, 249], ids).reconcile()
+    assert not result.passed
+    assert "fell from 250 to 249" in result.reason
+
+
+def test_a_growing_total_is_fine_when_everything_arrived() -> None:
+    assert _ledger([250, 251], list(range(1, 252))).reconcile().passed
+
+
+def test_ids_seen_twice_fail() -> None:
+    result = _ledger([3], [1, 2, 2]).reconcile()
+    assert not result.passed
+    assert "1 ids arrived twice" in result.reason
+
+
+def test_no_page_means_unknown_total() -> None:
+    assert not _ledger([], []).reconcile().passed
+
+
+def test_copies_of_a_resource_ledger_keep_counting_into_the_original() -> None:
+    ledger = SyncLedger()
+    copy.deepcopy(ledger["lead"]).saw_record(5)
+    assert ledger["lead"].ids == {5}

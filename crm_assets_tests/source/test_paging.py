@@ -1,0 +1,116 @@
+"""Offset paging: page boundaries end to end, and malformed pages in narrow unit tests."""
+
+import json
+import logging
+from typing import Any
+
+import dagster as dg
+import pytest
+from requests import Request, Response
+
+from crm_assets.source.paging import CrmOffsetPaginator, CrmResponseError
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets_tests.conftest import SandboxFactory, Sync
+from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
+
+BOUNDARIES = {"account": 300, "contact": 250, "lead": 0, "opportunity": 1}
+
+
+def _offsets(sandbox: Any, resource: str) -> list[int]:
+    return [r.offset for r in sandbox.faults.requests_for(resource)]
+
+
+def test_page_boundaries_exact_multiple_short_last_page_empty_and_single(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(BOUNDARIES)
+
+    result = sync(sandbox)
+
+    assert result.success
+    assert _offsets(sandbox, "account") == [0, 100, 200]  # no extra request past the total
+    assert _offsets(sandbox, "contact") == [0, 100, 200]
+    assert _offsets(sandbox, "lead") == [0]
+    assert _offsets(sandbox, "opportunity") == [0]
+    for name in ("account", "contact", "opportunity"):
+        assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
+    metadata = {
+        e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()
+    }
+    assert metadata[dg.AssetKey(["crm", "lead"])]["rows_loaded"].value == 0
+    assert metadata[dg.AssetKey(["crm", "contact"])]["rows_loaded"].value == 250
+
+
+@pytest.mark.parametrize(
+    ("page_size", "server_cap"),
+    [pytest.param(100, 40, id="server-caps-below-our-limit"), pytest.param(500, 100, id="cap-100")],
+)
+def test_a_server_that_caps_the_page_size_loses_no_records(
+    make_sandbox: SandboxFactory,
+    sync: Sync,
+    warehouse: WarehouseResource,
+    page_size: int,
+    server_cap: int,
+) -> None:
+    sandbox = make_sandbox({"account": 330}, max_page_size=server_cap)
+
+    assert sync(sandbox, selection="crm/account", page_size=page_size).success
+
+    assert_same_records(sandbox.store.records("account"), warehouse_records(warehouse, "account"))
+    assert _offsets(sandbox, "account") == list(range(0, 330, server_cap))
+    assert {r.limit for r in sandbox.faults.requests_for("account")} == {page_size}
+
+
+def _response(body: Any, offset: int = 0) -> Response:
+    response = Response()
+    response.status_code = 200
+    response._content = json.dumps(body).encode()
+    response.url = f"http://127.0.0.1:1/v1/account?offset={offset}&limit=100&api_key=k"
+    return response
+
+
+def _paginator_at(offset: int) -> CrmOffsetPaginator:
+    paginator = CrmOffsetPaginator(limit=100)
+    paginator.init_request(Request("GET", "http://127.0.0.1:1/v1/account"))
+    paginator.current_value = offset
+    return paginator
+
+
+def test_paginator_advances_by_records_received_and_stops_at_total() -> None:
+    paginator = _paginator_at(0)
+    paginator.update_state(_response({"data": [{"id": i} for i in range(60)], "total": 150}))
+    assert (paginator.current_value, paginator.has_next_page) == (60, True)
+    paginator.update_state(_response({"data": [{"id": i} for i in range(90)], "total": 150}, 60))
+    assert (paginator.current_value, paginator.has_next_page) == (150, False)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        pytest.param({"total": 3}, "no 'data' list", id="no-data"),
+        pytest.param({"data": {"id": 1}, "total": 1}, "no 'data' list", id="data-not-a-list"),
+        pytest.param({"data": [{"email": "jane@corp.example"}]}, "'total'", id="no-total"),
+        pytest.param(
+            {"data": [{"email": "jane@corp.example"}], "total": "7"}, "'total'", id="text"
+        ),
+        pytest.param(["jane@corp.example"], "no 'data' list", id="not-an-object"),
+    ],
+)
+def test_malformed_page_raises_with_where_and_without_contents(body: Any, problem: str) -> None:
+    with pytest.raises(CrmResponseError) as raised:
+        _paginator_at(200).update_state(_response(body, 200))
+
+    message = str(raised.value)
+    assert problem in message
+    assert "GET /v1/account at offset 200" in message
+    assert "jane@corp.example" not in message
+    assert "api_key" not in message
+
+
+def test_empty_page_before_total_stops_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    paginator = _paginator_at(100)
+    with caplog.at_level(logging.WARNING, logger="crm_assets.source.paging"):
+        paginator.update_state(_response({"data": [], "total": 180}, 100))
+
+    assert paginator.has_next_page is False
+    assert "offset 100 returned no records but total is 180" in caplog.text

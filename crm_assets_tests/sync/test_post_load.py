@@ -1,0 +1,51 @@
+"""After the load: records deleted upstream are marked, not kept as live, and can come back."""
+
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets_tests.conftest import (
+    SandboxFactory,
+    Sync,
+    check_result,
+    materialization_metadata,
+)
+from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
+
+
+def _deleted_at(warehouse: WarehouseResource) -> dict[int, object]:
+    with warehouse.connect() as connection:
+        query = "select id, _deleted_at from crm.contact where _deleted_at is not null"
+        return dict(connection.execute(query).fetchall())
+
+
+def test_records_deleted_upstream_are_marked_and_the_rest_untouched(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(250)
+    assert sync(sandbox, "crm/contact").success
+    before = {r["id"]: r for r in warehouse_records(warehouse, "contact")}
+    gone = [sandbox.store.records("contact")[i] for i in (2, 150)]
+    for record in gone:
+        sandbox.store.delete("contact", record["id"])
+
+    result = sync(sandbox, "crm/contact")
+
+    assert result.success
+    marked = _deleted_at(warehouse)
+    assert set(marked) == {r["id"] for r in gone}
+    after = {r["id"]: r for r in warehouse_records(warehouse, "contact")}
+    assert [after[r["id"]] for r in gone] == [before[r["id"]] for r in gone]  # last values kept
+    live = [after[i] for i in sorted(after) if i not in marked]
+    assert_same_records(sandbox.store.records("contact"), live)
+    check = check_result(result, "contact", "gone_upstream")
+    assert not check.passed
+    assert check.metadata["newly_marked_deleted"].value == 2
+    metadata = materialization_metadata(result, "contact")
+    assert (metadata["dagster/row_count"], metadata["live_rows"]) == (250, 248)
+
+    again = sync(sandbox, "crm/contact")
+
+    assert check_result(again, "contact", "gone_upstream").passed
+    assert _deleted_at(warehouse) == marked  # stamps stay as first set
+
+    sandbox.store.put_raw("contact", gone[0])  # it comes back upstream
+    assert sync(sandbox, "crm/contact").success
+    assert set(_deleted_at(warehouse)) == {gone[1]["id"]}

@@ -1,0 +1,59 @@
+"""`make demo`: the sandbox CRM, one real `dagster job execute` of `crm_sync_job`, a summary."""
+
+import os
+import subprocess
+import sys
+
+from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.schema import DELETED_AT
+from crm_assets.warehouse.models import ACCOUNT_SUMMARY_TABLE
+from crm_assets.warehouse.resource import DEFAULT_DUCKDB_PATH, WarehouseResource
+from crm_sandbox.data import CrmStore
+from crm_sandbox.runs import cli_env, dagster_command
+from crm_sandbox.server import DEFAULT_SANDBOX_KEY, SandboxServer
+
+_TOP_ACCOUNTS = f"""
+select account_name, currency, contact_count, open_opportunity_count, open_amount
+from {ACCOUNT_SUMMARY_TABLE} order by open_amount desc, account_id limit 3
+"""
+
+
+def main() -> int:
+    warehouse = WarehouseResource(
+        duckdb_path=os.environ.get("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+    )
+    with SandboxServer(CrmStore(), api_key=DEFAULT_SANDBOX_KEY) as sandbox:
+        print(f"sandbox CRM API on {sandbox.base_url}; warehouse {warehouse.path}", flush=True)
+        env = cli_env(
+            base_url=sandbox.base_url,
+            api_key=DEFAULT_SANDBOX_KEY,
+            duckdb_path=warehouse.path,
+            keep_crm_settings=True,
+        )
+        subprocess.run(
+            dagster_command("job", "execute", "--job", CRM_SYNC_JOB), env=env, check=True
+        )
+        expected = {name: sandbox.store.total(name) for name in crm_resource_names()}
+
+    with warehouse.sql_client() as client:
+        print(f"\n{'table':<24}{'rows':>8}{'in CRM':>8}")
+        mismatched = 0
+        for name, total in expected.items():
+            table = f"{warehouse.dataset_name}.{name}"
+            query = (
+                f"select count(distinct id) from {client.make_qualified_table_name(name)}"
+                f" where {DELETED_AT} is null"
+            )
+            rows = client.execute_sql(query)[0][0]
+            mismatched += rows != total
+            print(f"{table:<24}{rows:>8}{total:>8}{'' if rows == total else '  MISMATCH'}")
+        print(f"\n{ACCOUNT_SUMMARY_TABLE}, top accounts by open amount:")
+        for name, currency, contacts, deals, amount in client.execute_sql(_TOP_ACCOUNTS):
+            counts = f"{contacts:>3} contacts{deals:>3} open deals"
+            print(f"  {name:<30}{counts}{amount:>14,.2f} {currency}")
+    return 1 if mismatched else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
