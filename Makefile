@@ -9,7 +9,7 @@ SANDBOX_PORT ?= 8765
 SANDBOX_CHURN_S ?= 120
 DAGSTER_PORT ?= 3000
 
-.PHONY: install demo dev test lint format bench clean
+.PHONY: install demo dev test lint format bench clean schema
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml setup.cfg constraints.txt sandbox/pyproject.toml
 
 demo: install
 	$(BIN)/python -m crm_sandbox.demo
+
+# Derive the declared schema from the configured CRM API (CRM_API_BASE_URL, CRM_API_KEY);
+# SCHEMA_ARGS e.g. "--all" or "--output other.yaml".
+schema: install
+	$(BIN)/crm-assets schema infer $(SCHEMA_ARGS)
 
 # The sandbox changes one record every SANDBOX_CHURN_S seconds; the change sensor ticks every 30 s.
 dev: install

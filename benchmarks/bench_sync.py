@@ -19,6 +19,13 @@ import requests
 from crm_sandbox import CrmStore, SandboxServer
 
 KEY = "bench-key"
+# (loader file format, record gate or not, sandbox dialect) of each measured full sync
+SYNCS = (
+    ("parquet", "no-gate", "default"),
+    ("parquet", "gate", "default"),
+    ("parquet", "gate", "foreign"),
+    ("insert_values", "gate", "default"),
+)
 
 
 def page_latency(pages: int) -> dict[str, float]:
@@ -34,19 +41,33 @@ def page_latency(pages: int) -> dict[str, float]:
     return {"p50_ms": statistics.median(timings), "p95_ms": timings[int(len(timings) * 0.95)]}
 
 
-def one_sync(records: int, loader_file_format: str) -> dict[str, float]:
+class _NoGate:
+    """Stands in for the record gate, to measure what the gate costs."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __call__(self, record: dict) -> dict:
+        return record
+
+
+def one_sync(records: int, loader_file_format: str, gate: bool, dialect: str) -> dict[str, float]:
     """Runs in a child process: a full sync of all four resources into a fresh DuckDB file."""
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
-    from crm_assets import assets
+    from crm_assets.defs.crm.assets import build_crm_assets
     from crm_assets.defs.crm.resources import CrmApiResource
+    from crm_assets.source import contract
     from crm_assets.warehouse.resource import WarehouseResource
 
-    with tempfile.TemporaryDirectory() as tmp, SandboxServer(CrmStore(records), api_key=KEY) as s:
+    if not gate:
+        contract.RecordGate = _NoGate  # type: ignore[assignment,misc]
+    store = CrmStore(records, dialect=dialect)
+    with tempfile.TemporaryDirectory() as tmp, SandboxServer(store, api_key=KEY) as s:
         started = time.perf_counter()
         result = dg.materialize(
-            [assets.build_crm_assets()],
+            [build_crm_assets()],
             resources={
                 "dlt": DagsterDltResource(),
                 "crm_api": CrmApiResource(base_url=s.base_url, api_key=KEY),
@@ -64,17 +85,28 @@ def one_sync(records: int, loader_file_format: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=12500, help="per resource (x4 in all)")
-    parser.add_argument("--child", nargs=2, metavar=("RECORDS", "FORMAT"))
+    parser.add_argument("--child", nargs=4, metavar=("RECORDS", "FORMAT", "GATE", "DIALECT"))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_sync(int(args.child[0]), args.child[1])))
+        records, fmt, gate, dialect = args.child
+        print(json.dumps(one_sync(int(records), fmt, gate == "gate", dialect)))
         return
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
     print(f"sandbox page latency (100 records): {page_latency(500)}")
-    for fmt in ("parquet", "insert_values"):
-        child = [sys.executable, str(Path(__file__)), "--child", str(args.records), fmt]
-        done = subprocess.run(child, capture_output=True, text=True, check=True)
-        print(f"full sync, {fmt}: {done.stdout.strip().splitlines()[-1]}")
+    runs: dict[str, dict[str, float]] = {}
+    for fmt, gate, dialect in SYNCS:
+        label = f"{fmt}, {gate}, {dialect} dialect"
+        child = [sys.executable, str(Path(__file__)), "--child", str(args.records)]
+        done = subprocess.run(
+            [*child, fmt, gate, dialect], capture_output=True, text=True, check=True
+        )
+        runs[label] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"full sync, {label}: {runs[label]}")
+    with_gate = runs["parquet, gate, default dialect"]["seconds"]
+    without = runs["parquet, no-gate, default dialect"]["seconds"]
+    cost = with_gate / without - 1
+    verdict = "met" if cost <= 0.10 else "NOT met"
+    print(f"record gate cost: {cost:+.0%} of a sync without it (target <= +10%: {verdict})")
 
 
 if __name__ == "__main__":

@@ -77,9 +77,11 @@ def make_sandbox() -> Iterator[SandboxFactory]:
     """Starts sandboxes with the given sizes / fault settings; stops them after the test."""
     servers: list[SandboxServer] = []
 
-    def make(records: int | dict[str, int] = 250, **settings: object) -> SandboxServer:
+    def make(
+        records: int | dict[str, int] = 250, dialect: str = "default", **settings: object
+    ) -> SandboxServer:
         server = SandboxServer(
-            CrmStore(records), FaultPlan(FaultSettings(**settings)), api_key=TEST_KEY
+            CrmStore(records, dialect=dialect), FaultPlan(FaultSettings(**settings)), TEST_KEY
         ).start()
         servers.append(server)
         return server

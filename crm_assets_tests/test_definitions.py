@@ -21,7 +21,7 @@ MODEL_KEY = dg.AssetKey(["analytics", "account_summary"])
 CHECK_NAMES = {
     "reconciled_with_api",
     "gone_upstream",
-    "no_rejected_records",
+    "no_schema_drift",
     "id_unique_not_null",
     "declared_columns",
 }

@@ -44,11 +44,13 @@ def rest_api_config(
     session: Session | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
     ledger: SyncLedger | None = None,
+    strict: bool = False,
 ) -> RESTAPIConfig:
     """The seed's config dict, with the caller's secret and HTTP session filled in.
 
-    Each resource also gets its declared columns and the record gate (rename, type check,
-    quarantine); `ledger` collects what the sync saw, for reconciliation.
+    Each resource also gets its declared columns and the record gate (rename, lossless
+    conversion, quarantine; `strict` withholds whole records instead of values); `ledger`
+    collects what the sync saw, for reconciliation and the drift check.
     """
     ledger = ledger if ledger is not None else SyncLedger()
     client: dict[str, Any] = {
@@ -70,7 +72,7 @@ def rest_api_config(
             {
                 "columns": dlt_columns(resource["name"]),
                 "processing_steps": [
-                    {"map": RecordGate(resource["name"], ledger[resource["name"]])},
+                    {"map": RecordGate(resource["name"], ledger[resource["name"]], strict)},
                     {"filter": is_row},
                 ],
                 **resource,
@@ -94,7 +96,8 @@ def crm_source(
     session: Session | None = None,
     page_size: int = DEFAULT_PAGE_SIZE,
     ledger: SyncLedger | None = None,
+    strict: bool = False,
 ) -> DltSource:
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice."""
-    config = rest_api_config(base_url, api_key, session, page_size, ledger)
+    config = rest_api_config(base_url, api_key, session, page_size, ledger, strict)
     return rest_api_source(config, name=SOURCE_NAME)

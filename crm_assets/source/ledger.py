@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from crm_assets.source.schema import DELETED_AT, Column
+
+RecordId = int | str
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """A record kept out of its table; lands in the quarantine table, never in a message."""
+    """A value set aside (`field` set) or a record withheld whole (`field` None).
+
+    Lands in the quarantine table, never in a message: `reason` names the field and the types
+    involved, never the value.
+    """
 
     resource: str
-    record_id: int | None
-    reason: str  # names the field and the types involved, never the value
-    record: dict[str, Any]
+    record_id: RecordId | None
+    field: str | None
+    reason: str
+    value: Any
 
 
 @dataclass(frozen=True)
 class Reconciliation:
-    """Did a full sync receive every record the API says it has?"""
+    """Did a full sync land a row for every record the API says it has?"""
 
     passed: bool
     api_total: int | None
     received: int
     distinct_ids: int
+    landed: int
+    withheld: int
     without_id: int
     reason: str
 
@@ -37,10 +50,14 @@ class ResourceLedger:
     resource: str
     totals: list[int] = field(default_factory=list)
     received: int = 0
-    ids: set[int] = field(default_factory=set)
+    ids: set[RecordId] = field(default_factory=set)
     duplicate_ids: int = 0
     without_id: int = 0
-    rejections: list[Rejection] = field(default_factory=list)
+    withheld_ids: set[RecordId] = field(default_factory=set)
+    withheld: list[Rejection] = field(default_factory=list)
+    set_aside_values: list[Rejection] = field(default_factory=list)
+    # (field, kind) -> records: kind is "absent", "null" (declared non-null), "unfit <type>", ...
+    drifts: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ResourceLedger:
         # dlt deep-copies paginators and configs in places; the counts must still land here.
@@ -49,7 +66,7 @@ class ResourceLedger:
     def saw_total(self, total: int) -> None:
         self.totals.append(total)
 
-    def saw_record(self, record_id: int | None) -> None:
+    def saw_record(self, record_id: RecordId | None) -> None:
         self.received += 1
         if record_id is None:
             self.without_id += 1
@@ -58,29 +75,85 @@ class ResourceLedger:
         else:
             self.ids.add(record_id)
 
-    def reject(self, rejection: Rejection) -> None:
-        self.rejections.append(rejection)
+    def withhold(self, rejection: Rejection) -> None:
+        """A whole record kept out of the table (no usable id, or strict mode)."""
+        self.withheld.append(rejection)
+        if rejection.record_id is not None:
+            self.withheld_ids.add(rejection.record_id)
+
+    def set_aside(self, rejection: Rejection) -> None:
+        """One value that did not fit its column: the row loads with NULL there."""
+        self.set_aside_values.append(rejection)
+        self.drifts[(rejection.field or "?", "unfit")] += 1
+
+    def drift(self, field_name: str, kind: str) -> None:
+        self.drifts[(field_name, kind)] += 1
+
+    @property
+    def landed_ids(self) -> set[RecordId]:
+        return self.ids - self.withheld_ids
 
     @property
     def quarantined(self) -> int:
-        """Rejected records that had an id (the id-less ones are counted on their own)."""
-        return sum(r.record_id is not None for r in self.rejections)
+        """Records withheld whole that had an id (the id-less ones are counted on their own)."""
+        return len(self.withheld_ids)
+
+    @property
+    def rows(self) -> int:
+        """Records that became rows in this sync."""
+        return self.received - self.without_id - len(self.withheld_ids)
+
+    def drift_report(self, columns: Iterable[Column]) -> dict[str, str]:
+        """Per declared field that drifted in this sync, how (never a value).
+
+        A nullable field counts only when no record carried it; a declared non-null one for
+        every record where it was null or absent; any field for values that did not fit.
+        """
+        with_id = self.received - self.without_id
+        report = {}
+        for column in columns:
+            if column.name == DELETED_AT:
+                continue
+            counts = {kind: n for (name, kind), n in self.drifts.items() if name == column.name}
+            parts = []
+            absent = counts.pop("absent", 0)
+            if absent and (not column.nullable or absent >= with_id):
+                parts.append(f"absent in {absent} of {with_id}")
+            if nulls := counts.pop("null", 0):
+                parts.append(f"null in {nulls} of {with_id}")
+            if unfit := counts.pop("unfit", 0):
+                parts.append(f"{unfit} values not {column.data_type}, set aside in _quarantine")
+            parts += [f"{kind} in {n} of {with_id}" for kind, n in sorted(counts.items())]
+            if parts:
+                report[column.name] = "; ".join(parts)
+        return report
 
     def reconcile(self) -> Reconciliation:
-        """Passes when the distinct ids (plus id-less records) equal a total that never fell.
+        """Passes when the distinct ids that landed equal a total that never fell.
 
+        A record withheld whole (no id, or strict mode) fails it: the table is short of the API.
         Offset paging skips a record for every row deleted upstream mid-sync, so a total that
         fell while we paged fails even if the final numbers agree; ids seen twice fail too.
         """
         last = self.totals[-1] if self.totals else None
-        accounted = len(self.ids) + self.without_id
+        landed = len(self.landed_ids)
+        withheld = len(self.withheld_ids)
         problems = []
         if last is None:
             problems.append("no page was read, so the API total is unknown")
-        elif accounted != last:
-            idless = f" and {self.without_id} records without id" if self.without_id else ""
+        elif landed != last or self.without_id or withheld:
+            kept_out = [
+                f"{n} {what}"
+                for n, what in (
+                    (self.without_id, "without id"),
+                    (withheld, "withheld whole (see _quarantine)"),
+                )
+                if n
+            ]
+            detail = f" ({', '.join(kept_out)})" if kept_out else ""
             problems.append(
-                f"received {len(self.ids)} distinct ids{idless} but the API total is {last}"
+                f"{landed} distinct ids landed but the API total is {last}; received"
+                f" {self.received} records{detail}"
             )
         if any(later < earlier for earlier, later in itertools.pairwise(self.totals)):
             problems.append(
@@ -97,8 +170,10 @@ class ResourceLedger:
             api_total=last,
             received=self.received,
             distinct_ids=len(self.ids),
+            landed=landed,
+            withheld=withheld,
             without_id=self.without_id,
-            reason=problem or f"received all {last} records the API reports",
+            reason=problem or f"a row landed for each of the {last} records the API reports",
         )
 
 
@@ -114,5 +189,7 @@ class SyncLedger:
             return self._resources.setdefault(resource, ResourceLedger(resource))
 
     def rejections(self) -> list[Rejection]:
+        """Everything bound for `_quarantine`: withheld records and set-aside values."""
         with self._lock:
-            return [r for ledger in self._resources.values() for r in ledger.rejections]
+            ledgers = list(self._resources.values())
+        return [r for ledger in ledgers for r in (*ledger.withheld, *ledger.set_aside_values)]

@@ -1,22 +1,37 @@
-"""The record gate: API records become typed warehouse rows under neutral names, or quarantine.
+"""The record gate: API records become rows under neutral names, converted losslessly or set aside.
 
-Policy (README "Schema contract"): a declared column whose value has the wrong type, or a
-non-nullable column without a value, sends the whole record to quarantine; a record without an
-id never reaches a table. Nothing is coerced loosely: `"12"` in a bigint column is drift. Fields
-nobody declared pass through and evolve the table.
+Policy (README "Schema"): a record with a usable id always becomes a row. A value is converted to
+its declared type only when nothing is lost (`"12"` -> 12, `"1234.50"` -> decimal, `"true"` ->
+true, ISO or epoch -> timestamp; never `"0042"` -> 42); a value that still does not fit loads as
+NULL and goes to `_quarantine`, counted per field. The primary key is kept exactly as the API
+sends it. Strict mode instead withholds the whole record. A record without an id cannot merge and
+never reaches a table. Fields nobody declared pass through and evolve the table.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_assets.source.ledger import Rejection, ResourceLedger
-from crm_assets.source.schema import DECIMAL_PRECISION, DECIMAL_SCALE, Column, declared_columns
+from crm_assets.source.schema import (
+    DECIMAL_PRECISION,
+    DECIMAL_SCALE,
+    DELETED_AT,
+    PRIMARY_KEY,
+    Column,
+    declared_columns,
+)
 
 _MAX_BIGINT = 2**63 - 1
+_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # no leading zeros, no sign on zero's behalf
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+_BOOLS = {"true": True, "false": False, "True": True, "False": False}
+_EPOCH_MS_ABOVE = 10**11  # epoch seconds reach 10**11 only in the year 5138
+_MISSING = object()
 
 
 class TypeDriftError(ValueError):
@@ -24,22 +39,40 @@ class TypeDriftError(ValueError):
 
     def __init__(self, column: str, expected: str, value: Any) -> None:
         super().__init__(f"field {column!r}: expected {expected}, got {type(value).__name__}")
+        self.column = column
+
+
+def _is_whole(value: Any) -> bool:
+    """A float or a digit string that is exactly an integer (`"12"`, 12.0; not `"012"`)."""
+    if type(value) is float:
+        return value.is_integer()
+    return type(value) is str and _INTEGER.fullmatch(value) is not None
 
 
 def _bigint(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > _MAX_BIGINT:
+    if type(value) is int:
+        number = value
+    elif _is_whole(value):
+        number = int(value)
+    else:
         raise TypeError
-    return value
+    if abs(number) > _MAX_BIGINT:
+        raise TypeError
+    return number
 
 
 def _double(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError
-    return float(value)
+    if type(value) is float or type(value) is int:
+        return float(value)
+    if type(value) is str and _NUMBER.fullmatch(value) and len(value.replace("-", "")) <= 16:
+        return float(value)  # up to 15 significant digits survive a double exactly
+    raise TypeError
 
 
 def _decimal(value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if type(value) is bool or not isinstance(value, int | float | str):
+        raise TypeError
+    if type(value) is str and not _NUMBER.fullmatch(value):
         raise TypeError
     try:
         number = Decimal(str(value))
@@ -55,30 +88,42 @@ def _decimal(value: Any) -> Decimal:
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)  # a number where text is declared: its digits, exactly
+    raise TypeError
 
 
 def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError
-    return value
+    if type(value) is bool:
+        return value
+    if type(value) is str and value in _BOOLS:
+        return _BOOLS[value]
+    raise TypeError
 
 
 def _timestamp(value: Any) -> datetime:
-    """ISO 8601; a timestamp without an offset is taken as UTC."""
-    if not isinstance(value, str):
-        raise TypeError
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise TypeError from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """ISO 8601 (no offset: UTC) or epoch seconds / milliseconds, as an instant in UTC."""
+    if type(value) is str:
+        if _INTEGER.fullmatch(value):
+            return _timestamp(int(value))
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise TypeError from None
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if type(value) is int or type(value) is float:
+        seconds = value / 1000 if abs(value) >= _EPOCH_MS_ABOVE else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise TypeError from None
+    raise TypeError
 
 
 def _date(value: Any) -> date:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise TypeError
     try:
         return date.fromisoformat(value)
@@ -92,7 +137,7 @@ def _json(value: Any) -> Any:
     return value
 
 
-_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "bigint": _bigint,
     "double": _double,
     "decimal": _decimal,
@@ -104,66 +149,123 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _lookup(record: dict[str, Any], column: Column) -> Any:
+def fits(value: Any, data_type: str) -> bool:
+    """Whether a non-null API value converts to `data_type` without losing anything."""
+    try:
+        CONVERTERS[data_type](value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at `path`, `_MISSING` when a key is absent, None under a null object."""
     value: Any = record
-    for depth, part in enumerate(column.api_path):
+    for depth, part in enumerate(path):
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise TypeDriftError(".".join(column.api_path[:depth]), "object", value)
-        value = value.get(part)
+            raise TypeDriftError(".".join(path[:depth]), "object", value)
+        value = value.get(part, _MISSING)
+        if value is _MISSING:
+            return _MISSING
     return value
 
 
-def to_row(record: dict[str, Any], columns: tuple[Column, ...]) -> dict[str, Any]:
-    """The warehouse row for an API record; raises `TypeDriftError` when it breaks the schema."""
-    row: dict[str, Any] = {}
-    for column in columns:
-        value = _lookup(record, column)
-        if value is None:
-            if not column.nullable:
-                raise TypeDriftError(column.name, f"non-null {column.data_type}", value)
-            row[column.name] = None
-            continue
-        try:
-            row[column.name] = _CONVERTERS[column.data_type](value)
-        except TypeError:
-            raise TypeDriftError(column.name, column.data_type, value) from None
-    consumed = {c.api_path[0] for c in columns}
-    for key, value in record.items():
-        if key not in consumed:
-            row[key] = value  # undeclared: dlt names, types and adds the column
-        elif isinstance(value, dict) and key not in row:
-            # Undeclared fields of a flattened object keep dlt's `<object>__<field>` naming.
-            declared = {c.api_path[1] for c in columns if c.api_path[0] == key}
-            row.update({f"{key}__{k}": v for k, v in value.items() if k not in declared})
-    return row
-
-
-def _record_id(record: dict[str, Any], columns: tuple[Column, ...]) -> int | None:
-    id_column = next((c for c in columns if c.name == "id"), Column("id", "bigint"))
-    value = _lookup(record, id_column)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def usable_id(value: Any) -> int | str | None:
+    """The id as the API sent it, if a merge can key on it: a whole number or a non-empty text."""
+    if (type(value) is int and abs(value) <= _MAX_BIGINT) or (type(value) is str and value):
+        return value
+    return None
 
 
 class RecordGate:
-    """A dlt `map` step for one resource: a row, or `None` (then filtered) for a rejected record."""
+    """A dlt `map` step for one resource: a row, or `None` (then filtered) for a withheld record.
 
-    def __init__(self, resource: str, ledger: ResourceLedger) -> None:
-        self.resource = resource
-        self.ledger = ledger
-        self.columns = declared_columns(resource)
+    Every record is counted in the ledger: its id, each declared field that came null or absent,
+    each value set aside; the set-aside values and withheld records go to `_quarantine`.
+    """
 
-    def __call__(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        record_id = _record_id(record, self.columns)
-        self.ledger.saw_record(record_id)
-        try:
-            if record_id is None:
-                raise TypeDriftError("id", "non-null bigint", record.get("id"))
-            return to_row(record, self.columns)
-        except TypeDriftError as drift:
-            self.ledger.reject(Rejection(self.resource, record_id, str(drift), record))
+    def __init__(
+        self,
+        resource: str,
+        ledger: ResourceLedger,
+        strict: bool = False,
+        columns: tuple[Column, ...] | None = None,
+    ) -> None:
+        self.resource, self.ledger, self.strict = resource, ledger, strict
+        self.columns = declared_columns(resource) if columns is None else columns
+        key = next((c for c in self.columns if c.is_primary_key), Column(PRIMARY_KEY, "bigint"))
+        self._key_path, self._key_type = key.api_path, key.data_type
+        self._plan = [
+            (c.name, c.api_path, CONVERTERS[c.data_type], c.nullable, c.data_type)
+            for c in self.columns
+            if not c.is_primary_key and c.name != DELETED_AT
+        ]
+        self._consumed = {c.api_path[0] for c in self.columns}
+        # Undeclared fields of a flattened object keep dlt's `<object>__<field>` naming.
+        self._nested: dict[str, set[str]] = {}
+        for column in self.columns:
+            if len(column.api_path) == 2:
+                self._nested.setdefault(column.api_path[0], set()).add(column.api_path[1])
+
+    def _withhold(self, record_id: int | str | None, reason: str, record: Any) -> None:
+        self.ledger.withhold(Rejection(self.resource, record_id, None, reason, record))
+
+    def __call__(self, record: Any) -> dict[str, Any] | None:
+        if not isinstance(record, dict):
+            self.ledger.saw_record(None)
+            self._withhold(None, f"record is a {type(record).__name__}, not an object", record)
             return None
+        try:
+            raw_id = _lookup(record, self._key_path)
+        except TypeDriftError:
+            raw_id = None
+        record_id = usable_id(raw_id)
+        self.ledger.saw_record(record_id)
+        if record_id is None:
+            kind = "missing" if raw_id in (None, _MISSING) else type(raw_id).__name__
+            self._withhold(None, f"field {PRIMARY_KEY!r}: no usable id ({kind})", record)
+            return None
+        if self._key_type == "bigint" and type(record_id) is not int:
+            self.ledger.drift(PRIMARY_KEY, "not bigint (kept as sent)")
+        row: dict[str, Any] = {PRIMARY_KEY: record_id, DELETED_AT: None}
+        set_aside: list[Rejection] = []
+        for name, path, convert, nullable, data_type in self._plan:
+            try:
+                value = _lookup(record, path)
+            except TypeDriftError as drift:
+                value = _MISSING
+                set_aside.append(Rejection(self.resource, record_id, name, str(drift), record))
+            if value is None or value is _MISSING:
+                row[name] = None
+                if value is _MISSING:
+                    self.ledger.drift(name, "absent")
+                elif not nullable:
+                    self.ledger.drift(name, "null")
+                if self.strict and not nullable:
+                    reason = str(TypeDriftError(name, f"non-null {data_type}", None))
+                    set_aside.append(Rejection(self.resource, record_id, name, reason, None))
+                continue
+            try:
+                row[name] = convert(value)
+            except (TypeError, ValueError):
+                row[name] = None
+                reason = str(TypeDriftError(name, data_type, value))
+                set_aside.append(Rejection(self.resource, record_id, name, reason, value))
+        if set_aside:
+            if self.strict:
+                self._withhold(record_id, "; ".join(r.reason for r in set_aside), record)
+                return None
+            for rejection in set_aside:
+                self.ledger.set_aside(rejection)
+        for key, value in record.items():
+            if key not in self._consumed:
+                row[key] = value  # undeclared: dlt names, types and adds the column
+            elif key in self._nested and isinstance(value, dict):
+                declared = self._nested[key]
+                row.update({f"{key}__{k}": v for k, v in value.items() if k not in declared})
+        return row
 
 
 def is_row(row: dict[str, Any] | None) -> bool:

@@ -1,19 +1,33 @@
-"""The declared warehouse schema of every CRM table: columns, types, nullability, API names.
+"""The declared warehouse schema of every CRM table, read from `schemas/crm.schema.yaml`.
 
-One readable place. Nested API objects with a fixed shape (`address`) are flattened into
-`<object>__<field>` columns, as dlt would name them; lists (`tags`) stay one JSON column, so a
-table never grows child tables. A column whose API field has a vendor-branded name declares it
-in `api_name`; the warehouse only ever sees the neutral name.
+The file is written by `crm-assets schema infer` from the CRM API's own responses and reviewed
+like code (README "Schema"). Nested API objects are flattened into `<object>__<field>` columns, as
+dlt names them; lists stay one JSON column, so a table never grows child tables. `renames` maps
+vendor-branded API fields to the neutral names the warehouse uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "crm.schema.yaml"
+SCHEMA_FILE_ENV = "CRM_SCHEMA_FILE"
 # Set by us after a full sync when the API no longer returns the record; NULL while it is live.
 DELETED_AT = "_deleted_at"
+PRIMARY_KEY = "id"
 DECIMAL_PRECISION, DECIMAL_SCALE = 18, 4
+DATA_TYPES = ("bigint", "double", "decimal", "text", "bool", "timestamp", "date", "json")
+
+
+class SchemaFileError(ValueError):
+    """A schema file that cannot be used; names the file, table and column."""
 
 
 @dataclass(frozen=True)
@@ -21,7 +35,7 @@ class Column:
     """One warehouse column; `api_name` is the API's field path (dots into objects) if different."""
 
     name: str
-    data_type: str  # a dlt data type: bigint, double, decimal, text, bool, timestamp, date, json
+    data_type: str  # one of DATA_TYPES (dlt's names)
     nullable: bool = True
     description: str = ""
     api_name: str | None = None
@@ -31,12 +45,20 @@ class Column:
         """Where the value sits in an API record: `address__city` reads `address.city`."""
         return tuple((self.api_name or self.name.replace("__", ".")).split("."))
 
+    @property
+    def is_primary_key(self) -> bool:
+        return self.name == PRIMARY_KEY
+
     def dlt_hint(self) -> dict[str, Any]:
-        hint: dict[str, Any] = {
-            "name": self.name,
-            "data_type": self.data_type,
-            "nullable": self.nullable,
-        }
+        """The column as dlt sees it.
+
+        Only the primary key is NOT NULL in the warehouse: a declared non-null field that comes
+        null is counted as drift and the row still loads. The key has no type hint, so the table
+        keeps the ids exactly as the API sends them, integers or strings.
+        """
+        if self.is_primary_key:
+            return {"name": self.name, "nullable": False, "primary_key": True}
+        hint: dict[str, Any] = {"name": self.name, "data_type": self.data_type, "nullable": True}
         if self.data_type == "decimal":
             hint |= {"precision": DECIMAL_PRECISION, "scale": DECIMAL_SCALE}
         if self.data_type == "timestamp":
@@ -44,90 +66,84 @@ class Column:
         return hint
 
 
-def _id(description: str) -> Column:
-    return Column("id", "bigint", nullable=False, description=description)
+_DELETED_AT_COLUMN = Column(
+    DELETED_AT, "timestamp", description="When a full sync found it gone from the CRM"
+)
 
 
-def _owner() -> Column:
+@dataclass(frozen=True)
+class CrmSchema:
+    """Declared columns per resource and the rename map, as read from one schema file."""
+
+    tables: Mapping[str, tuple[Column, ...]]
+    renames: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def columns(self, resource: str) -> tuple[Column, ...]:
+        """The file's columns, then `_deleted_at`; () for a resource the file does not declare."""
+        declared = self.tables.get(resource, ())
+        return (*declared, _DELETED_AT_COLUMN) if declared else ()
+
+
+def _column(path: Path, table: str, name: str, hints: Any, api_names: dict[str, str]) -> Column:
+    where = f"{path}: table {table!r}, column {name!r}"
+    if not isinstance(hints, dict) or hints.get("data_type") not in DATA_TYPES:
+        raise SchemaFileError(f"{where}: data_type must be one of {', '.join(DATA_TYPES)}")
     return Column(
-        "owner_id", "bigint", description="CRM user who owns it", api_name="acme_owner_id"
+        name=name,
+        data_type=hints["data_type"],
+        nullable=bool(hints.get("nullable", True)),
+        description=str(hints.get("description") or ""),
+        api_name=api_names.get(name),
     )
 
 
-_STAMPS = (
-    Column("created_at", "timestamp", nullable=False, description="Created in the CRM (UTC)"),
-    Column("updated_at", "timestamp", nullable=False, description="Last changed in the CRM (UTC)"),
-    Column(DELETED_AT, "timestamp", description="When a full sync found it gone from the CRM"),
-)
+def parse_schema(document: Mapping[str, Any], path: Path) -> CrmSchema:
+    """A `CrmSchema` from the file's YAML document (dlt's layout: tables -> columns -> hints)."""
+    renames = {str(k): str(v) for k, v in (document.get("renames") or {}).items()}
+    api_names = {neutral: api for api, neutral in renames.items()}
+    tables = {}
+    for table, spec in (document.get("tables") or {}).items():
+        columns = (spec or {}).get("columns") or {}
+        if PRIMARY_KEY not in columns:
+            raise SchemaFileError(f"{path}: table {table!r} declares no {PRIMARY_KEY!r} column")
+        tables[table] = tuple(
+            _column(path, table, name, hints, api_names) for name, hints in columns.items()
+        )
+    return CrmSchema(tables=tables, renames=renames, path=path)
 
-CRM_SCHEMAS: dict[str, tuple[Column, ...]] = {
-    "account": (
-        _id("Account id in the CRM"),
-        Column("name", "text", nullable=False, description="Company name"),
-        Column("industry", "text"),
-        Column("website", "text"),
-        Column("phone", "text"),
-        Column("status", "text", nullable=False, description="active, prospect or churned"),
-        Column("annual_revenue", "decimal", description="In `currency`"),
-        Column("currency", "text", description="ISO 4217 code"),
-        Column("employee_count", "bigint"),
-        Column("parent_account_id", "bigint", description="Parent account, if any"),
-        _owner(),
-        Column("address__street", "text"),
-        Column("address__city", "text"),
-        Column("address__postal_code", "text"),
-        Column("address__country", "text", description="ISO 3166 alpha-2"),
-        Column("tags", "json", description="JSON array of tag strings"),
-        *_STAMPS,
-    ),
-    "contact": (
-        _id("Contact id in the CRM"),
-        Column("account_id", "bigint", description="The contact's account"),
-        Column("first_name", "text"),
-        Column("last_name", "text"),
-        Column("email", "text"),
-        Column("phone", "text"),
-        Column("title", "text"),
-        Column("status", "text", nullable=False, description="active, inactive or bounced"),
-        _owner(),
-        *_STAMPS,
-    ),
-    "lead": (
-        _id("Lead id in the CRM"),
-        Column("first_name", "text"),
-        Column("last_name", "text"),
-        Column("email", "text"),
-        Column("company", "text"),
-        Column("source", "text", description="web, referral, event or outbound"),
-        Column("status", "text", nullable=False, description="new, contacted, qualified, ..."),
-        Column("score", "bigint", description="0-100"),
-        _owner(),
-        Column("tags", "json", description="JSON array of tag strings"),
-        *_STAMPS,
-    ),
-    "opportunity": (
-        _id("Opportunity id in the CRM"),
-        Column("customer_id", "bigint", description="The account the deal is with"),
-        Column("contact_id", "bigint", description="Main contact, if any"),
-        Column("name", "text", nullable=False),
-        Column("stage", "text", nullable=False, description="prospecting ... closed_won/lost"),
-        Column("amount", "decimal", nullable=False, description="Deal value in `currency`"),
-        Column("currency", "text", nullable=False, description="ISO 4217 code"),
-        Column("probability", "double", description="Win probability, 0-1"),
-        Column("close_date", "date", description="Expected or actual close"),
-        Column("is_closed", "bool", nullable=False, description="Won or lost"),
-        _owner(),
-        *_STAMPS,
-    ),
-}
+
+def load_schema(path: Path = SCHEMA_FILE) -> CrmSchema:
+    """The schema in `path`; read again only when the file changed."""
+    try:
+        version = path.stat().st_mtime_ns
+    except OSError as error:
+        raise SchemaFileError(f"cannot read schema file {path}: {error.strerror}") from None
+    return _load(path, version)
+
+
+@functools.cache
+def _load(path: Path, version: int) -> CrmSchema:
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SchemaFileError(f"cannot read schema file {path}: {error}") from None
+    return parse_schema(document, path)
+
+
+def schema_path() -> Path:
+    """The schema file in force: $CRM_SCHEMA_FILE, else the one shipped with the project."""
+    configured = os.environ.get(SCHEMA_FILE_ENV)
+    return Path(configured).expanduser().resolve() if configured else SCHEMA_FILE
+
+
+def crm_schema() -> CrmSchema:
+    return load_schema(schema_path())
 
 
 def declared_columns(resource: str) -> tuple[Column, ...]:
     """The declared columns of a resource; () for a resource nobody declared (it evolves freely)."""
-    return CRM_SCHEMAS.get(resource, ())
-
-
-_DELETED_AT_COLUMN = _STAMPS[-1]
+    return crm_schema().columns(resource)
 
 
 def dlt_columns(resource: str) -> list[dict[str, Any]]:

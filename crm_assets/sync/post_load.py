@@ -5,6 +5,7 @@ Deletion marks and counts are SQL, in `crm_assets.warehouse.tables`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -12,14 +13,17 @@ import dlt
 import pyarrow as pa
 
 from crm_assets.source.ledger import Rejection
-from crm_assets.source.schema import dlt_columns
+from crm_assets.source.schema import declared_columns, dlt_columns
 
 QUARANTINE_TABLE = "_quarantine"
+# One row per value set aside (`field` names it) or record withheld whole (`field` NULL).
+# `raw_value` is the API's value as JSON text: a JSON column would turn scalars into NULL.
 _QUARANTINE_COLUMNS = [
     {"name": "resource", "data_type": "text", "nullable": False},
-    {"name": "record_id", "data_type": "bigint", "nullable": True},
+    {"name": "record_id", "data_type": "text", "nullable": True},
+    {"name": "field", "data_type": "text", "nullable": True},
     {"name": "reason", "data_type": "text", "nullable": False},
-    {"name": "record", "data_type": "json", "nullable": False},
+    {"name": "raw_value", "data_type": "text", "nullable": True},
     {"name": "sync_load_id", "data_type": "text", "nullable": True},
     {"name": "quarantined_at", "data_type": "timestamp", "nullable": False, "timezone": True},
 ]
@@ -29,13 +33,20 @@ _DLT_ROW_COLUMNS = [
     {"name": "_dlt_load_id", "data_type": "text", "nullable": False},
     {"name": "_dlt_id", "data_type": "text", "nullable": False, "unique": True},
 ]
-_EMPTY_BATCH = pa.table(
-    {
-        "id": pa.array([], pa.int64()),
-        "_dlt_load_id": pa.array([], pa.string()),
-        "_dlt_id": pa.array([], pa.string()),
-    }
-)
+_ID_TYPES = {"bigint": pa.int64(), "text": pa.string()}
+
+
+def _empty_batch(table: str) -> pa.Table:
+    """No rows, but the id typed as declared (the API's ids decide it once rows arrive)."""
+    declared = next((c for c in declared_columns(table) if c.is_primary_key), None)
+    id_type = _ID_TYPES.get(declared.data_type if declared else "bigint", pa.string())
+    return pa.table(
+        {
+            "id": pa.array([], id_type),
+            "_dlt_load_id": pa.array([], pa.string()),
+            "_dlt_id": pa.array([], pa.string()),
+        }
+    )
 
 
 def follow_up_load(
@@ -45,7 +56,7 @@ def follow_up_load(
     sync_load_id: str | None,
     loader_file_format: str,
 ) -> None:
-    """Appends rejected records to `_quarantine` and creates declared tables that got no rows.
+    """Appends set-aside values and withheld records to `_quarantine`; creates empty tables.
 
     dlt creates a table only when rows arrive; an empty arrow batch carries the declared
     columns, so a resource with no records still gets its typed, empty table.
@@ -53,7 +64,7 @@ def follow_up_load(
     now = datetime.now(UTC)
     resources = [
         dlt.resource(
-            [_EMPTY_BATCH],
+            [_empty_batch(table)],
             name=table,
             primary_key="id",
             write_disposition="merge",
@@ -65,9 +76,10 @@ def follow_up_load(
         rows = [
             {
                 "resource": r.resource,
-                "record_id": r.record_id,
+                "record_id": None if r.record_id is None else str(r.record_id),
+                "field": r.field,
                 "reason": r.reason,
-                "record": r.record,
+                "raw_value": json.dumps(r.value, default=str),
                 "sync_load_id": sync_load_id,
                 "quarantined_at": now,
             }

@@ -10,27 +10,29 @@ from crm_assets.warehouse.resource import ANALYTICS_SCHEMA
 ACCOUNT_SUMMARY_TABLE = f"{ANALYTICS_SCHEMA}.account_summary"
 
 # Amounts are summed only in the account's own currency: adding EUR to USD would be wrong, so
-# open deals in another currency are counted instead. Rows marked deleted are left out.
+# open deals in another currency are counted instead. Rows marked deleted are left out. Links
+# join as text: a CRM may send its ids as strings and its links as numbers, or the other way.
 _ACCOUNT_SUMMARY_SQL = """
 create table {target} as
 with accounts as (
-    select id, name, status, currency from {account} where {deleted} is null
+    select id, cast(id as varchar) as account_key, name, status, currency
+    from {account} where {deleted} is null
 ),
 contacts as (
-    select account_id, count(*) as contact_count
+    select cast(account_id as varchar) as account_key, count(*) as contact_count
     from {contact} where {deleted} is null and account_id is not null
-    group by account_id
+    group by 1
 ),
 open_deals as (
     select
-        o.customer_id as account_id,
+        a.account_key,
         count(*) as open_opportunity_count,
         sum(case when o.currency = a.currency then o.amount end) as open_amount,
         sum(case when o.currency is distinct from a.currency then 1 else 0 end)
             as open_opportunities_in_other_currencies
-    from {opportunity} o join accounts a on a.id = o.customer_id
+    from {opportunity} o join accounts a on a.account_key = cast(o.customer_id as varchar)
     where o.{deleted} is null and not o.is_closed
-    group by o.customer_id
+    group by a.account_key
 )
 select
     a.id as account_id,
@@ -43,8 +45,8 @@ select
     coalesce(d.open_opportunities_in_other_currencies, 0)
         as open_opportunities_in_other_currencies
 from accounts a
-left join contacts c on c.account_id = a.id
-left join open_deals d on d.account_id = a.id
+left join contacts c on c.account_key = a.account_key
+left join open_deals d on d.account_key = a.account_key
 """
 
 

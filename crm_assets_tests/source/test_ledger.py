@@ -21,16 +21,21 @@ def test_every_record_received_reconciles() -> None:
     assert result.distinct_ids == 250
 
 
-def test_id_less_records_count_as_received() -> None:
-    assert _ledger([3], [1, None, 2]).reconcile().passed
-    short = _ledger([4], [1, None, 2]).reconcile()
-    assert short.reason == "received 2 distinct ids and 1 records without id but the API total is 4"
+def test_id_less_records_are_received_but_fail_reconciliation() -> None:
+    result = _ledger([3], [1, None, 2]).reconcile()
+    assert not result.passed
+    assert (result.received, result.landed, result.without_id) == (3, 2, 1)
+    assert result.reason == (
+        "2 distinct ids landed but the API total is 3; received 3 records (1 without id)"
+    )
 
 
 def test_a_skipped_page_fails() -> None:
     result = _ledger([250, 250, 250], list(range(1, 151))).reconcile()
     assert not result.passed
-    assert result.reason == "received 150 distinct ids but the API total is 250"
+    assert result.reason == (
+        "150 distinct ids landed but the API total is 250; received 150 records"
+    )
 
 
 def test_a_total_that_fell_mid_sync_fails_even_when_the_final_numbers_agree() -> None:

@@ -1,5 +1,6 @@
-"""The record gate: neutral names, declared types, the quarantine policy; unit and end to end."""
+"""The record gate: neutral names, lossless conversion, what is set aside; unit and end to end."""
 
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -7,8 +8,8 @@ import dagster as dg
 import pytest
 
 from crm_assets.source.ledger import ResourceLedger
-from crm_assets.source.records import RecordGate, TypeDriftError, to_row
-from crm_assets.source.schema import Column, declared_columns
+from crm_assets.source.records import CONVERTERS, RecordGate, fits
+from crm_assets.source.schema import declared_columns
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import (
     SandboxFactory,
@@ -29,15 +30,26 @@ def _account(**fields: object) -> dict[str, object]:
         "address": {"street": "1 Main", "city": "Lyon", "postal_code": "69001", "country": "FR"},
         "tags": ["smb"],
         "annual_revenue": 1234.5,
+        "industry": "software",
+        "website": None,
+        "phone": None,
+        "currency": "EUR",
+        "employee_count": 40,
+        "parent_account_id": None,
         "created_at": "2024-01-02T03:04:05Z",
         "updated_at": "2024-01-03T03:04:05+02:00",
     }
     return {**record, **fields}
 
 
-def test_a_record_becomes_a_typed_row_under_neutral_names() -> None:
-    row = to_row(_account(), ACCOUNT)
+def _row(record: dict[str, object], strict: bool = False) -> dict[str, object] | None:
+    return RecordGate("account", ResourceLedger("account"), strict)(record)
 
+
+def test_a_record_becomes_a_typed_row_under_neutral_names() -> None:
+    row = _row(_account())
+
+    assert row is not None
     assert row["owner_id"] == 7
     assert "acme_owner_id" not in row
     assert row["address__city"] == "Lyon"
@@ -46,86 +58,158 @@ def test_a_record_becomes_a_typed_row_under_neutral_names() -> None:
     assert row["annual_revenue"] == Decimal("1234.5")
     assert row["created_at"] == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert row["updated_at"] == datetime(2024, 1, 3, 1, 4, 5, tzinfo=UTC)
-    assert row["parent_account_id"] is None  # documented, absent here: still a column
+    assert row["parent_account_id"] is None
 
 
 def test_a_null_object_gives_null_columns_and_undeclared_fields_pass_through() -> None:
-    row = to_row(_account(address=None, region="emea"), ACCOUNT)
+    row = _row(_account(address=None, region="emea"))
+    assert row is not None
     assert [row[f"address__{f}"] for f in ("street", "city", "postal_code", "country")] == [
         None
     ] * 4
     assert row["region"] == "emea"
 
-    extra = to_row(_account(address={"city": "Lyon", "floor": 3}), ACCOUNT)
+    extra = _row(_account(address={"city": "Lyon", "floor": 3}))
+    assert extra is not None
     assert extra["address__city"] == "Lyon"
     assert extra["address__floor"] == 3
 
 
 @pytest.mark.parametrize(
-    ("column", "value"),
+    ("data_type", "value"),
     [
-        (Column("n", "bigint"), "12"),
-        (Column("n", "bigint"), True),
-        (Column("n", "bigint"), 2**63),
-        (Column("n", "double"), "1.5"),
-        (Column("n", "decimal"), "n/a"),
-        (Column("n", "decimal"), 1.23456),  # more decimals than the column keeps
-        (Column("n", "decimal"), 10**15),
-        (Column("n", "text"), 5),
-        (Column("n", "bool"), "true"),
-        (Column("n", "timestamp"), "yesterday"),
-        (Column("n", "timestamp"), 1700000000),
-        (Column("n", "date"), "2024-13-01"),
-        (Column("n", "json"), "[1]"),
-        (Column("n", "text", nullable=False), None),
-        (Column("n__city", "text"), "not an object"),
+        ("bigint", "0042"),  # leading zeros would be lost
+        ("bigint", "12.5"),
+        ("bigint", 12.5),
+        ("bigint", True),
+        ("bigint", 2**63),
+        ("double", "1.5e3"),
+        ("double", "12345678901234567"),  # more digits than a double keeps
+        ("decimal", "n/a"),
+        ("decimal", 1.23456),  # more decimals than the column keeps
+        ("decimal", 10**15),
+        ("text", 5.5),
+        ("text", True),
+        ("text", {"a": 1}),
+        ("bool", "yes"),
+        ("bool", 1),
+        ("timestamp", "yesterday"),
+        ("timestamp", True),
+        ("date", "2024-13-01"),
+        ("date", "2024-05-01T10:00:00"),
+        ("json", "[1]"),
     ],
 )
-def test_values_of_the_wrong_type_are_drift_not_coerced(column: Column, value: object) -> None:
-    record = {"n": value}
-    with pytest.raises(TypeDriftError) as drift:
-        to_row(record, (column,))
-    message = str(drift.value)
-    assert message.startswith("field 'n")
-    assert not isinstance(value, str) or value not in message  # never the value itself
+def test_a_conversion_that_would_lose_something_does_not_fit(data_type: str, value: object) -> None:
+    assert not fits(value, data_type)
 
 
 @pytest.mark.parametrize(
-    ("column", "value", "expected"),
+    ("data_type", "value", "expected"),
     [
-        (Column("n", "double"), 2, 2.0),
-        (Column("n", "decimal"), "10.1234", Decimal("10.1234")),
-        (Column("n", "decimal"), 3, Decimal(3)),
-        (Column("n", "timestamp"), "2024-05-01T10:00:00", datetime(2024, 5, 1, 10, tzinfo=UTC)),
-        (Column("n", "date"), "2024-05-01", date(2024, 5, 1)),
-        (Column("n", "json"), {"a": 1}, {"a": 1}),
-        (Column("n", "bool"), False, False),
+        ("bigint", "12", 12),
+        ("bigint", "-3", -3),
+        ("bigint", 12.0, 12),
+        ("double", 2, 2.0),
+        ("double", "1.5", 1.5),
+        ("decimal", "1234.50", Decimal("1234.50")),
+        ("decimal", 3, Decimal(3)),
+        ("text", 42, "42"),
+        ("bool", "true", True),
+        ("bool", False, False),
+        ("timestamp", "2024-05-01T10:00:00", datetime(2024, 5, 1, 10, tzinfo=UTC)),
+        ("timestamp", "2024-05-01T10:00:00+02:00", datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        ("timestamp", 1714557600, datetime(2024, 5, 1, 10, tzinfo=UTC)),
+        ("timestamp", 1714557600000, datetime(2024, 5, 1, 10, tzinfo=UTC)),
+        ("timestamp", "1714557600", datetime(2024, 5, 1, 10, tzinfo=UTC)),
+        ("date", "2024-05-01", date(2024, 5, 1)),
+        ("json", {"a": 1}, {"a": 1}),
     ],
 )
-def test_values_of_the_declared_type_convert_exactly(
-    column: Column, value: object, expected: object
-) -> None:
-    assert to_row({"n": value}, (column,))["n"] == expected
+def test_lossless_conversions_are_exact(data_type: str, value: object, expected: object) -> None:
+    converted = CONVERTERS[data_type](value)
+    assert converted == expected
+    assert type(converted) is type(expected)
 
 
-def test_the_gate_quarantines_drift_and_id_less_records_and_counts_them() -> None:
+def test_ids_are_kept_exactly_as_the_api_sends_them() -> None:
+    ledger = ResourceLedger("account")
+    gate = RecordGate("account", ledger)
+
+    rows = [gate(_account(id=value)) for value in ("0042", 42, "001A000001XyZ")]
+
+    assert [row["id"] for row in rows if row] == ["0042", 42, "001A000001XyZ"]
+    assert ledger.ids == {"0042", 42, "001A000001XyZ"}
+    assert ledger.drift_report(ACCOUNT) == {"id": "not bigint (kept as sent) in 2 of 3"}
+
+
+def test_a_value_that_does_not_fit_loads_as_null_and_is_set_aside() -> None:
+    ledger = ResourceLedger("account")
+    gate = RecordGate("account", ledger)
+
+    row = gate(_account(id=2, annual_revenue="lots", status=None, employee_count="120"))
+
+    assert row is not None
+    assert (row["annual_revenue"], row["status"], row["employee_count"]) == (None, None, 120)
+    (aside,) = ledger.set_aside_values
+    assert (aside.record_id, aside.field, aside.value) == (2, "annual_revenue", "lots")
+    assert aside.reason == "field 'annual_revenue': expected decimal, got str"
+    assert ledger.drift_report(ACCOUNT) == {
+        "status": "null in 1 of 1",
+        "annual_revenue": "1 values not decimal, set aside in _quarantine",
+    }
+    assert ledger.withheld == []
+    assert ledger.reconcile().landed == 1
+
+
+def test_records_without_a_usable_id_are_withheld_and_counted() -> None:
     ledger = ResourceLedger("account")
     gate = RecordGate("account", ledger)
 
     assert gate(_account(id=1)) is not None
-    assert gate(_account(id=2, annual_revenue="lots")) is None
     assert gate(_account(id=None)) is None
-    assert gate(_account(id="3")) is None
+    assert gate(_account(id="")) is None
+    assert gate(_account(id=True)) is None
+    assert gate("not an object") is None  # type: ignore[arg-type]
     assert gate(_account(id=1)) is not None
 
-    assert (ledger.received, ledger.ids, ledger.duplicate_ids) == (5, {1, 2}, 1)
-    assert (ledger.without_id, ledger.quarantined) == (2, 1)
-    reasons = [r.reason for r in ledger.rejections]
-    assert reasons[0] == "field 'annual_revenue': expected decimal, got str"
+    assert (ledger.received, ledger.ids, ledger.duplicate_ids) == (6, {1}, 1)
+    assert (ledger.without_id, ledger.quarantined) == (4, 0)
+    assert all(r.field is None for r in ledger.withheld)
+    assert [r.reason for r in ledger.withheld][:3] == [
+        "field 'id': no usable id (missing)",
+        "field 'id': no usable id (str)",
+        "field 'id': no usable id (bool)",
+    ]
+
+
+def test_strict_mode_withholds_the_whole_record() -> None:
+    ledger = ResourceLedger("account")
+    gate = RecordGate("account", ledger, strict=True)
+
+    assert gate(_account(id=1)) is not None
+    assert gate(_account(id=2, annual_revenue="lots")) is None
+    assert gate(_account(id=3, status=None)) is None
+
+    assert (ledger.quarantined, ledger.withheld_ids, ledger.set_aside_values) == (2, {2, 3}, [])
+    reasons = [r.reason for r in ledger.withheld]
+    assert reasons == [
+        "field 'annual_revenue': expected decimal, got str",
+        "field 'status': expected non-null text, got NoneType",
+    ]
     assert all("lots" not in reason for reason in reasons)
+    assert not ledger.reconcile().passed
 
 
-def test_drifted_records_are_quarantined_and_the_last_good_row_stays(
+def _quarantine(warehouse: WarehouseResource) -> list[tuple[object, ...]]:
+    with warehouse.connect() as connection:
+        return connection.execute(
+            "select resource, record_id, field, reason, raw_value from crm._quarantine"
+            " order by record_id nulls first, field"
+        ).fetchall()
+
+
+def test_values_that_do_not_fit_are_set_aside_and_the_row_lands(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
 ) -> None:
     sandbox = make_sandbox(120)
@@ -138,25 +222,75 @@ def test_drifted_records_are_quarantined_and_the_last_good_row_stays(
 
     assert result.success
     with warehouse.connect() as connection:
-        names = dict(connection.execute("select id, name from crm.opportunity").fetchall())
-        quarantined = connection.execute(
-            "select resource, record_id, reason, record->>'name' from crm._quarantine"
-            " order by record_id nulls first"
+        rows = connection.execute(
+            "select id, name, amount, is_closed from crm.opportunity order by id"
         ).fetchall()
+    by_id = {row[0]: row[1:] for row in rows}
+    assert len(by_id) == 120
+    assert by_id[5][:2] == ("Changed deal", None)
+    assert by_id[6][2] is None
+    (idless, amount, is_closed) = _quarantine(warehouse)
+    assert idless[:4] == ("opportunity", None, None, "field 'id': no usable id (missing)")
+    assert json.loads(idless[4]) == {"name": "no id", "amount": 10}
+    assert amount == (
+        "opportunity",
+        "5",
+        "amount",
+        "field 'amount': expected decimal, got str",
+        '"n/a"',
+    )
+    assert is_closed == (
+        "opportunity",
+        "6",
+        "is_closed",
+        "field 'is_closed': expected bool, got str",
+        '"yes"',
+    )
+    metadata = materialization_metadata(result, "opportunity")
+    assert (metadata["values_set_aside"], metadata["records_without_id"]) == (2, 1)
+    assert (metadata["records_received"], metadata["api_total"]) == (121, 121)
+    drift = check_result(result, "opportunity", "no_schema_drift")
+    assert not drift.passed
+    assert drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.metadata["field amount"].value == "1 values not decimal, set aside in _quarantine"
+    assert drift.metadata["field is_closed"].value == "1 values not bool, set aside in _quarantine"
+    assert "n/a" not in str(drift.description)
+    assert "yes" not in str(drift.description)
+    reconciled = check_result(result, "opportunity", "reconciled_with_api")
+    assert not reconciled.passed  # the id-less record has no row
+    assert "1 without id" in str(reconciled.description)
+
+
+def test_strict_mode_quarantines_whole_records_and_the_last_good_row_stays(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(120)
+    assert sync(sandbox, "crm/opportunity", schema_enforcement="strict").success
+    sandbox.store.update("opportunity", 5, {"amount": "n/a", "name": "Changed deal"})
+    sandbox.store.update("opportunity", 6, {"is_closed": "yes"})
+    sandbox.store.put_raw("opportunity", {"name": "no id", "amount": 10})
+
+    result = sync(sandbox, "crm/opportunity", schema_enforcement="strict")
+
+    assert result.success
+    with warehouse.connect() as connection:
+        names = dict(connection.execute("select id, name from crm.opportunity").fetchall())
     assert len(names) == 120
     assert names[5] != "Changed deal"
-    assert quarantined == [
-        ("opportunity", None, "field 'id': expected non-null bigint, got NoneType", "no id"),
-        ("opportunity", 5, "field 'amount': expected decimal, got str", "Changed deal"),
-        ("opportunity", 6, "field 'is_closed': expected bool, got str", names[6]),
+    quarantined = _quarantine(warehouse)
+    assert [row[:4] for row in quarantined] == [
+        ("opportunity", None, None, "field 'id': no usable id (missing)"),
+        ("opportunity", "5", None, "field 'amount': expected decimal, got str"),
+        ("opportunity", "6", None, "field 'is_closed': expected bool, got str"),
     ]
+    assert json.loads(quarantined[1][4])["name"] == "Changed deal"
     metadata = materialization_metadata(result, "opportunity")
     assert (metadata["records_quarantined"], metadata["records_without_id"]) == (2, 1)
     assert (metadata["records_received"], metadata["api_total"]) == (121, 121)
-    rejected = check_result(result, "opportunity", "no_rejected_records")
-    assert not rejected.passed
-    assert rejected.severity == dg.AssetCheckSeverity.WARN
-    assert check_result(result, "opportunity", "reconciled_with_api").passed
+    assert not check_result(result, "opportunity", "no_schema_drift").passed
+    reconciled = check_result(result, "opportunity", "reconciled_with_api")
+    assert not reconciled.passed
+    assert "2 withheld whole" in str(reconciled.description)
 
 
 def test_an_undeclared_field_that_changes_type_fails_clearly_and_loads_nothing(

@@ -1,7 +1,7 @@
 """The declared schema in the warehouse: exact columns and types, neutral names, empty tables."""
 
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.schema import CRM_SCHEMAS, declared_columns, rename_map
+from crm_assets.source.schema import crm_schema, declared_columns, rename_map
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync
 
@@ -29,7 +29,7 @@ def _columns(warehouse: WarehouseResource, table: str) -> dict[str, tuple[str, s
 
 
 def test_every_resource_declares_a_non_null_bigint_id_and_timestamps() -> None:
-    assert set(CRM_SCHEMAS) == set(crm_resource_names())
+    assert set(crm_schema().tables) == set(crm_resource_names())
     for name in crm_resource_names():
         columns = {c.name: c for c in declared_columns(name)}
         assert (columns["id"].data_type, columns["id"].nullable) == ("bigint", False)

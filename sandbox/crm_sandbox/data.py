@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
+from crm_sandbox.dialects import SHAPES
+
 Record = dict[str, Any]
 
 SANDBOX_RESOURCES: tuple[str, ...] = ("account", "contact", "lead", "opportunity")
@@ -179,7 +181,12 @@ class CrmStore:
         self,
         records_per_resource: int | Mapping[str, int] = DEFAULT_RECORDS_PER_RESOURCE,
         seed: int = 42,
+        dialect: str = "default",
     ) -> None:
+        if dialect not in SHAPES:
+            raise ValueError(f"unknown dialect {dialect!r}; one of {', '.join(SHAPES)}")
+        self.dialect = dialect
+        self._shape = SHAPES[dialect]
         if isinstance(records_per_resource, int):
             sizes = dict.fromkeys(SANDBOX_RESOURCES, records_per_resource)
         else:
@@ -189,7 +196,8 @@ class CrmStore:
         _price_in_account_currency(generated["opportunity"], generated["account"], seed)
         # Keyed by id; records put in raw (maybe without an id) get negative keys.
         self._records: dict[str, dict[int, Record]] = {
-            name: {r["id"]: r for r in generated[name]} for name in SANDBOX_RESOURCES
+            name: {r["id"]: self._shape(name, r) for r in generated[name]}
+            for name in SANDBOX_RESOURCES
         }
         self._raw_keys = itertools.count(-1, -1)
 
@@ -228,7 +236,10 @@ class CrmStore:
             sizes = {name: len(records) for name, records in self._records.items()}
             generated = _GENERATORS[resource](random.Random(record_id), record_id, sizes)
             now = _timestamp(datetime.now(UTC))
-            record = {**generated, **fields, "id": record_id, "created_at": now, "updated_at": now}
+            stamps = {"id": record_id, "created_at": now, "updated_at": now}
+            # `fields` are in the store's dialect; they never replace the id or the stamps.
+            own = {k: v for k, v in fields.items() if k not in stamps}
+            record = {**self._shape(resource, {**generated, **stamps}), **own}
             table[record_id] = record
             return copy.deepcopy(record)
 
@@ -238,7 +249,7 @@ class CrmStore:
             table = self._records[resource]
             if record_id not in table:
                 raise UnknownRecordError(f"{resource} {record_id}")
-            table[record_id].update(fields, id=record_id)
+            table[record_id].update({k: v for k, v in fields.items() if k != "id"})
             table[record_id]["updated_at"] = _timestamp(datetime.now(UTC))
             return copy.deepcopy(table[record_id])
 

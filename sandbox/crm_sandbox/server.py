@@ -14,6 +14,7 @@ import uvicorn
 
 from crm_sandbox.app import create_app
 from crm_sandbox.data import DEFAULT_RECORDS_PER_RESOURCE, CrmStore
+from crm_sandbox.dialects import DIALECTS
 from crm_sandbox.faults import FaultPlan, FaultSettings
 
 DEFAULT_SANDBOX_KEY = "sandbox-key"
@@ -105,6 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS_PER_RESOURCE)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="default",
+        help="foreign: a CRM our schema was not written for (string ids and numbers, ...)",
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
     parser.add_argument("--rate-burst", type=int, default=10)
@@ -123,14 +130,16 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
     )
     server = SandboxServer(
-        store=CrmStore(args.records, seed=args.seed),
+        store=CrmStore(args.records, seed=args.seed, dialect=args.dialect),
         faults=FaultPlan(settings),
         api_key=args.api_key,
         host=args.host,
         port=args.port,
     )
     print(
-        f"crm-sandbox serving {args.records} records per resource on {server.base_url}", flush=True
+        f"crm-sandbox serving {args.records} {args.dialect} records per resource on"
+        f" {server.base_url}",
+        flush=True,
     )
     if args.churn_every > 0:
         server.churn_every(args.churn_every, seed=args.seed)

@@ -67,6 +67,7 @@ def _finish_sync(
                 "live_rows": dg.MetadataValue.int(live),
                 "records_received": dg.MetadataValue.int(seen.received),
                 "records_quarantined": dg.MetadataValue.int(seen.quarantined),
+                "values_set_aside": dg.MetadataValue.int(len(seen.set_aside_values)),
                 "records_without_id": dg.MetadataValue.int(seen.without_id),
                 "api_total": reconciliation.api_total,
                 "newly_marked_deleted": marks.newly,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import dagster as dg
 from dlt.extract.source import DltSource
 from pydantic import Field
@@ -24,6 +26,13 @@ class CrmApiResource(dg.ConfigurableResource):
     max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt")
     backoff_factor: float = Field(default=2.0, ge=0, description="Waits factor * 2**(n-1) s")
     max_retry_delay_s: float = Field(default=60.0, gt=0, description="Cap on any wait")
+    schema_enforcement: Literal["keep_rows", "strict"] = Field(
+        default="keep_rows",
+        description=(
+            "keep_rows: a value that does not fit its declared column loads as NULL and goes to"
+            " _quarantine; strict: the whole record goes there instead. CRM_SCHEMA_ENFORCEMENT"
+        ),
+    )
     newest_first_params: dict[str, str] = Field(
         default={"sort": "-updated_at"},
         description="Query params that make the API list newest `updated_at` first ({} if none)",
@@ -43,5 +52,10 @@ class CrmApiResource(dg.ConfigurableResource):
         """A fresh dlt source with this config's key and session; built per run, never shared."""
         session = build_session(self.timeout_s, self.retry_policy)
         return crm_source(
-            self.resolved_base_url(), self.resolved_api_key(), session, self.page_size, ledger
+            self.resolved_base_url(),
+            self.resolved_api_key(),
+            session,
+            self.page_size,
+            ledger,
+            strict=self.schema_enforcement == "strict",
         )

@@ -9,7 +9,7 @@ from crm_assets_tests.conftest import SandboxFactory, Sync
 from crm_sandbox import CrmStore
 
 
-def _expected(store: CrmStore) -> dict[int, tuple]:
+def expected_summary(store: CrmStore) -> dict[int, tuple]:
     accounts = {a["id"]: a for a in store.records("account")}
     contacts = Counter(c["account_id"] for c in store.records("contact"))
     open_count: Counter[int] = Counter()
@@ -47,7 +47,7 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     first = sync_all(sandbox)
 
     assert first.success
-    expected = _expected(sandbox.store)
+    expected = expected_summary(sandbox.store)
     assert _model(warehouse) == expected
     assert sum(row[4] for row in expected.values()) > 0  # some deals in another currency
     assert sum(row[2] for row in expected.values()) > 0
@@ -59,7 +59,7 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     sandbox.store.delete("opportunity", deal["id"])
 
     assert sync_all(sandbox).success
-    assert _model(warehouse) == _expected(sandbox.store)
+    assert _model(warehouse) == expected_summary(sandbox.store)
     (summary,) = [
         e
         for e in sync_all(sandbox).get_asset_materialization_events()

@@ -7,7 +7,7 @@ from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync, check_result
 from crm_sandbox import SandboxServer
 
-SYNC_CHECKS = ("reconciled_with_api", "gone_upstream", "no_rejected_records")
+SYNC_CHECKS = ("reconciled_with_api", "gone_upstream", "no_schema_drift")
 TABLE_CHECKS = ("id_unique_not_null", "declared_columns")
 
 
@@ -39,7 +39,7 @@ def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
     assert not reconciled.passed
     assert reconciled.severity == dg.AssetCheckSeverity.ERROR
     assert reconciled.description == (
-        "received 250 distinct ids but the API total is 350;"
+        "250 distinct ids landed but the API total is 350; received 350 records;"
         " 100 ids arrived twice: records shifted between pages"
     )
     assert check_result(result, "account", "reconciled_with_api").passed

@@ -1,0 +1,316 @@
+"""`crm-assets schema infer`: the declared schema, derived from what the CRM API really sends.
+
+Reads a sample of each resource (the first pages, or all of them), flattens nested objects as
+dlt does, and writes per field the observed type and nullability. It starts from the file in
+force, so a regenerated file differs only where the API did: descriptions, renames and any
+declared type that every sampled value still fits without loss are kept.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+from requests import RequestException, Session
+
+from crm_assets.source.contract import API_KEY_PARAM, endpoint_path
+from crm_assets.source.records import fits
+from crm_assets.source.schema import DELETED_AT, PRIMARY_KEY, Column, CrmSchema
+
+DEFAULT_SAMPLE_PAGES = 5
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A vendor prefix: a short lowercase word, then the neutral name (`hs_owner_id`, `sf_region`).
+_VENDOR_PREFIX = re.compile(r"([a-z]{2,12})_([a-z][a-z0-9_]*)")
+_KNOWN_VENDORS = {"acme", "hs", "hubspot", "sf", "salesforce", "pd", "pipedrive", "zoho"}
+
+
+class InferenceError(Exception):
+    """The sample could not be read; names resource, path and offset, never the key."""
+
+
+def fetch_records(
+    session: Session,
+    base_url: str,
+    api_key: str,
+    resource: str,
+    page_size: int,
+    max_pages: int | None,
+    timeout_s: float = 30.0,
+) -> Iterator[dict[str, Any]]:
+    """Records of one resource, page by page as the sync reads them (offset advances by rows)."""
+    path = endpoint_path(resource)
+    offset, pages = 0, 0
+    while max_pages is None or pages < max_pages:
+        params = {"offset": offset, "limit": page_size, API_KEY_PARAM: api_key}
+        where = f"{resource!r} (GET {path} at offset {offset})"
+        try:
+            response = session.get(base_url.rstrip("/") + path, params=params, timeout=timeout_s)
+        except RequestException as error:  # its text holds the URL, key included
+            raise InferenceError(f"sample of {where} failed: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise InferenceError(f"sample of {where} answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+            records, total = body["data"], body["total"]
+        except (ValueError, KeyError, TypeError):
+            raise InferenceError(f"sample of {where}: no 'data' and 'total'") from None
+        if not isinstance(records, list) or not isinstance(total, int):
+            raise InferenceError(f"sample of {where}: 'data' is no list or 'total' no integer")
+        yield from (r for r in records if isinstance(r, dict))
+        pages += 1
+        offset += len(records)
+        if not records or offset >= total:
+            return
+
+
+_NAMING = NamingConvention()
+
+
+def column_name(path: tuple[str, ...]) -> str:
+    """The column dlt makes of an API field path: snake_case parts joined by `__`."""
+    return "__".join(_NAMING.normalize_identifier(part) for part in path)
+
+
+def flatten(
+    record: Mapping[str, Any], renames: Mapping[str, str], spelled: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """API record -> {column: value}: objects flattened into `a__b`, renamed fields neutral.
+
+    A field whose column name differs from its API spelling (`ownerId` -> `owner_id`) is noted
+    in `spelled`, so the schema can map it back.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(value: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
+        for key, item in value.items():
+            path = (*prefix, str(key))
+            dotted = ".".join(path)
+            if dotted in renames:
+                flat[renames[dotted]] = item
+            elif isinstance(item, dict) and item:
+                walk(item, path)
+            else:
+                name = column_name(path)
+                if spelled is not None and name.replace("__", ".") != dotted:
+                    spelled[dotted] = name
+                flat[name] = item
+
+    walk(record, ())
+    return flat
+
+
+def observed_type(value: Any) -> str:
+    """The dlt type a non-null JSON value shows by itself (strings stay text unless ISO times)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, list | dict):
+        return "json"
+    if isinstance(value, str):
+        if _ISO_DATETIME.match(value) and _parses(datetime.fromisoformat, value):
+            return "timestamp"
+        if _ISO_DATE.fullmatch(value) and _parses(date.fromisoformat, value):
+            return "date"
+    return "text"
+
+
+def _parses(parse: Any, value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _join(types: Iterable[str]) -> str:
+    kinds = set(types)
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds == {"bigint", "double"}:
+        return "double"
+    return "json" if "json" in kinds else "text"
+
+
+@dataclass
+class FieldStats:
+    """What the sample showed of one field."""
+
+    present: int = 0
+    nulls: int = 0
+    types: Counter[str] = field(default_factory=Counter)
+    unfit_for_declared: int = 0
+
+
+@dataclass
+class ResourceSample:
+    """A resource's sampled records, folded into per-field stats as they stream past."""
+
+    resource: str
+    declared: Mapping[str, Column]
+    records: int = 0
+    fields: dict[str, FieldStats] = field(default_factory=dict)
+    spelled: dict[str, str] = field(default_factory=dict)  # API field -> column, if they differ
+
+    def add_record(self, record: Mapping[str, Any], renames: Mapping[str, str]) -> None:
+        self.add(flatten(record, renames, self.spelled))
+
+    def add(self, flat: Mapping[str, Any]) -> None:
+        self.records += 1
+        for name, value in flat.items():
+            stats = self.fields.setdefault(name, FieldStats())
+            stats.present += 1
+            if value is None:
+                stats.nulls += 1
+                continue
+            stats.types[observed_type(value)] += 1
+            column = self.declared.get(name)
+            if column is not None and not fits(value, column.data_type):
+                stats.unfit_for_declared += 1
+
+    def columns(self) -> dict[str, dict[str, Any]]:
+        """The table's columns for the file: known ones in their order, then new ones."""
+        order = [n for n in self.declared if n in self.fields]
+        order += [n for n in self.fields if n not in self.declared and not self._null_parent(n)]
+        if PRIMARY_KEY in order:
+            order.remove(PRIMARY_KEY)
+        return {name: self._column(name) for name in [PRIMARY_KEY, *order]}
+
+    def _null_parent(self, name: str) -> bool:
+        """An object that was null where others had fields: its `name__*` columns stand for it."""
+        return not self.fields[name].types and any(f.startswith(f"{name}__") for f in self.fields)
+
+    def _column(self, name: str) -> dict[str, Any]:
+        stats = self.fields.get(name, FieldStats())
+        declared = self.declared.get(name)
+        seen = _join(stats.types) if stats.types else None
+        if name == PRIMARY_KEY:
+            # Ids are kept exactly as the API sends them: its type, never a conversion.
+            data_type = seen or (declared.data_type if declared else "bigint")
+        elif declared is not None and stats.unfit_for_declared == 0:
+            data_type = declared.data_type  # a reviewed type every sampled value still fits
+        else:
+            data_type = seen or "text"
+        nullable = True
+        if name == PRIMARY_KEY:
+            nullable = False
+        elif declared is not None and not declared.nullable:
+            nullable = stats.nulls > 0 or stats.present < self.records
+        column: dict[str, Any] = {"data_type": data_type, "nullable": nullable}
+        if name == PRIMARY_KEY:
+            column["primary_key"] = True
+        if declared is not None and declared.description:
+            column["description"] = declared.description
+        return column
+
+    def dropped(self) -> list[str]:
+        """Declared fields no sampled record carried."""
+        return [n for n in self.declared if n not in self.fields and n != PRIMARY_KEY]
+
+
+def suggest_renames(
+    samples: Iterable[ResourceSample], renames: Mapping[str, str]
+) -> dict[str, str]:
+    """Vendor-prefixed fields and the neutral name they likely stand for (never applied).
+
+    A prefix counts when it is a known vendor's, or when the rest of the name is a declared
+    column that the same sample no longer carries (`hs_owner_id` where `owner_id` went missing).
+    """
+    suggestions: dict[str, str] = {}
+    for sample in samples:
+        missing = set(sample.dropped())
+        for name in sample.fields:
+            match = _VENDOR_PREFIX.fullmatch(name)
+            if not match or name in renames or name in sample.declared:
+                continue
+            vendor, rest = match.groups()
+            if vendor in _KNOWN_VENDORS or rest in missing:
+                suggestions[name] = rest
+    return dict(sorted(suggestions.items()))
+
+
+_HEADER = (
+    "The declared schema of the CRM tables: per resource, each column's dlt data type, whether"
+    " it may be null, and what it means. Written by `crm-assets schema infer` from {origin};"
+    " {sampled}. Review it like code: regenerating keeps descriptions, `renames` and any type"
+    " that every sampled value still fits losslessly, so a diff shows what the API changed."
+    " `renames` maps API fields (dots into objects) to neutral warehouse names in every table;"
+    " `suggested_renames` lists vendor-prefixed fields: move an entry to `renames` to adopt it."
+)
+
+
+def render(
+    samples: list[ResourceSample],
+    base: CrmSchema,
+    origin: str,
+    suggestions: Mapping[str, str],
+) -> str:
+    """The schema file's text: a header, then dlt's layout (tables -> columns -> hints)."""
+    sampled = ", ".join(f"{s.resource} {s.records}" for s in samples)
+    renames = dict(base.renames)
+    for sample in samples:
+        renames.update(sample.spelled)
+    document: dict[str, Any] = {"name": "crm", "renames": renames}
+    if suggestions:
+        document["suggested_renames"] = dict(suggestions)
+    document["tables"] = {s.resource: {"columns": s.columns()} for s in samples}
+    body = yaml.safe_dump(document, sort_keys=False, width=100, allow_unicode=True)
+    header = _HEADER.format(origin=origin, sampled=f"records sampled: {sampled}")
+    lines = textwrap.wrap(header, width=98, initial_indent="# ", subsequent_indent="# ")
+    return "\n".join(lines) + "\n" + body
+
+
+def origin_of(base_url: str) -> str:
+    """The API's host for the header: no path, no query, never a key."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.hostname}" if parts.hostname else "the configured API"
+
+
+def sample_resource(
+    resource: str, records: Iterable[dict[str, Any]], base: CrmSchema
+) -> ResourceSample:
+    declared = {c.name: c for c in base.columns(resource) if c.name != DELETED_AT}
+    sample = ResourceSample(resource, declared)
+    for record in records:
+        sample.add_record(record, base.renames)
+    return sample
+
+
+@dataclass(frozen=True)
+class Inference:
+    """One run of `schema infer`: the file's text and what the sample showed."""
+
+    text: str
+    samples: list[ResourceSample]
+    suggestions: dict[str, str]
+
+
+def infer_schema(
+    session: Session,
+    base_url: str,
+    api_key: str,
+    resources: Iterable[str],
+    base: CrmSchema,
+    max_pages: int | None = DEFAULT_SAMPLE_PAGES,
+    page_size: int = 100,
+) -> Inference:
+    """Samples every resource and renders the schema file, starting from `base`."""
+    samples = [
+        sample_resource(
+            name, fetch_records(session, base_url, api_key, name, page_size, max_pages), base
+        )
+        for name in resources
+    ]
+    suggestions = suggest_renames(samples, base.renames)
+    return Inference(render(samples, base, origin_of(base_url), suggestions), samples, suggestions)
