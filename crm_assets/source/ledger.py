@@ -98,11 +98,6 @@ class ResourceLedger:
         """Records withheld whole that had an id (the id-less ones are counted on their own)."""
         return len(self.withheld_ids)
 
-    @property
-    def rows(self) -> int:
-        """Records that became rows in this sync."""
-        return self.received - self.without_id - len(self.withheld_ids)
-
     def drift_report(self, columns: Iterable[Column]) -> dict[str, str]:
         """Per declared field that drifted in this sync, how (never a value).
 

@@ -32,6 +32,9 @@ _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 _BOOLS = {"true": True, "false": False, "True": True, "False": False}
 _EPOCH_MS_ABOVE = 10**11  # epoch seconds reach 10**11 only in the year 5138
 _MISSING = object()
+_NOT_AN_OBJECT = object()
+# Values of these Python types are already exactly the declared type: no conversion call.
+_AS_IS: dict[str, type] = {"text": str, "bool": bool, "double": float, "json": list}
 
 
 class TypeDriftError(ValueError):
@@ -39,7 +42,6 @@ class TypeDriftError(ValueError):
 
     def __init__(self, column: str, expected: str, value: Any) -> None:
         super().__init__(f"field {column!r}: expected {expected}, got {type(value).__name__}")
-        self.column = column
 
 
 def _is_whole(value: Any) -> bool:
@@ -197,8 +199,20 @@ class RecordGate:
         self.columns = declared_columns(resource) if columns is None else columns
         key = next((c for c in self.columns if c.is_primary_key), Column(PRIMARY_KEY, "bigint"))
         self._key_path, self._key_type = key.api_path, key.data_type
+        self._key_class = int if key.data_type == "bigint" else str
+        # Per column: name, top-level field, field inside it (or None), converter, the Python
+        # type that needs no conversion, nullability, type name. Deeper paths use `_lookup`.
         self._plan = [
-            (c.name, c.api_path, CONVERTERS[c.data_type], c.nullable, c.data_type)
+            (
+                c.name,
+                c.api_path[0],
+                c.api_path[1] if len(c.api_path) == 2 else None,
+                c.api_path if len(c.api_path) > 2 else None,
+                CONVERTERS[c.data_type],
+                _AS_IS.get(c.data_type),
+                c.nullable,
+                c.data_type,
+            )
             for c in self.columns
             if not c.is_primary_key and c.name != DELETED_AT
         ]
@@ -227,17 +241,29 @@ class RecordGate:
             kind = "missing" if raw_id in (None, _MISSING) else type(raw_id).__name__
             self._withhold(None, f"field {PRIMARY_KEY!r}: no usable id ({kind})", record)
             return None
-        if self._key_type == "bigint" and type(record_id) is not int:
-            self.ledger.drift(PRIMARY_KEY, "not bigint (kept as sent)")
+        if type(record_id) is not self._key_class:
+            self.ledger.drift(PRIMARY_KEY, f"not {self._key_type} (kept as sent)")
         row: dict[str, Any] = {PRIMARY_KEY: record_id, DELETED_AT: None}
         set_aside: list[Rejection] = []
-        for name, path, convert, nullable, data_type in self._plan:
-            try:
-                value = _lookup(record, path)
-            except TypeDriftError as drift:
-                value = _MISSING
-                set_aside.append(Rejection(self.resource, record_id, name, str(drift), record))
-            if value is None or value is _MISSING:
+        for name, top, inner, deep, convert, as_is, nullable, data_type in self._plan:
+            value = record.get(top, _MISSING)
+            if deep is not None:
+                try:
+                    value = _lookup(record, deep)
+                except TypeDriftError as drift:
+                    value = _NOT_AN_OBJECT
+                    reason = str(drift)
+            elif inner is not None and value is not None and value is not _MISSING:
+                if type(value) is dict:
+                    value = value.get(inner, _MISSING)
+                else:
+                    reason = str(TypeDriftError(top, "object", value))
+                    value = _NOT_AN_OBJECT
+            if value is _NOT_AN_OBJECT:  # an object expected on the path, something else sent
+                row[name] = None
+                parent = record.get(top)
+                set_aside.append(Rejection(self.resource, record_id, name, reason, parent))
+            elif value is None or value is _MISSING:
                 row[name] = None
                 if value is _MISSING:
                     self.ledger.drift(name, "absent")
@@ -246,13 +272,15 @@ class RecordGate:
                 if self.strict and not nullable:
                     reason = str(TypeDriftError(name, f"non-null {data_type}", None))
                     set_aside.append(Rejection(self.resource, record_id, name, reason, None))
-                continue
-            try:
-                row[name] = convert(value)
-            except (TypeError, ValueError):
-                row[name] = None
-                reason = str(TypeDriftError(name, data_type, value))
-                set_aside.append(Rejection(self.resource, record_id, name, reason, value))
+            elif type(value) is as_is:
+                row[name] = value
+            else:
+                try:
+                    row[name] = convert(value)
+                except (TypeError, ValueError):
+                    row[name] = None
+                    reason = str(TypeDriftError(name, data_type, value))
+                    set_aside.append(Rejection(self.resource, record_id, name, reason, value))
         if set_aside:
             if self.strict:
                 self._withhold(record_id, "; ".join(r.reason for r in set_aside), record)

@@ -162,6 +162,28 @@ def test_a_value_that_does_not_fit_loads_as_null_and_is_set_aside() -> None:
     assert ledger.reconcile().landed == 1
 
 
+def test_a_scalar_where_an_object_is_declared_is_set_aside_per_column() -> None:
+    ledger = ResourceLedger("account")
+
+    row = RecordGate("account", ledger)(_account(address="1 Main St, Lyon"))
+
+    assert row is not None
+    assert [row[f"address__{f}"] for f in ("street", "city", "postal_code", "country")] == [
+        None
+    ] * 4
+    assert {r.field for r in ledger.set_aside_values} == {
+        "address__street",
+        "address__city",
+        "address__postal_code",
+        "address__country",
+    }
+    assert {r.value for r in ledger.set_aside_values} == {"1 Main St, Lyon"}
+    assert {r.reason for r in ledger.set_aside_values} == {
+        "field 'address': expected object, got str"
+    }
+    assert ledger.drifts[("address__city", "absent")] == 0
+
+
 def test_records_without_a_usable_id_are_withheld_and_counted() -> None:
     ledger = ResourceLedger("account")
     gate = RecordGate("account", ledger)
