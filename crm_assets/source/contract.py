@@ -14,6 +14,7 @@ from requests import Session
 
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.paging import CrmOffsetPaginator
+from crm_assets.source.prefetch import PagePrefetcher
 from crm_assets.source.records import RecordGate, is_row
 from crm_assets.source.schema import dlt_columns
 
@@ -45,6 +46,7 @@ def rest_api_config(
     page_size: int = DEFAULT_PAGE_SIZE,
     ledger: SyncLedger | None = None,
     strict: bool = False,
+    prefetcher: PagePrefetcher | None = None,
 ) -> RESTAPIConfig:
     """The seed's config dict, with the caller's secret and HTTP session filled in.
 
@@ -81,7 +83,9 @@ def rest_api_config(
                     "method": "GET",
                     "data_selector": "data",
                     # {"type": "offset", "limit": page_size}, advancing by records received
-                    "paginator": CrmOffsetPaginator(page_size, ledger[resource["name"]]),
+                    "paginator": CrmOffsetPaginator(
+                        page_size, ledger[resource["name"]], prefetcher
+                    ),
                     **resource.get("endpoint", {}),
                 },
             }
@@ -97,7 +101,12 @@ def crm_source(
     page_size: int = DEFAULT_PAGE_SIZE,
     ledger: SyncLedger | None = None,
     strict: bool = False,
+    prefetcher: PagePrefetcher | None = None,
 ) -> DltSource:
-    """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice."""
-    config = rest_api_config(base_url, api_key, session, page_size, ledger, strict)
-    return rest_api_source(config, name=SOURCE_NAME)
+    """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice.
+
+    The resources extract in parallel (dlt's `parallelized`); with a `prefetcher`, the pages
+    of each resource are fetched ahead concurrently too.
+    """
+    config = rest_api_config(base_url, api_key, session, page_size, ledger, strict, prefetcher)
+    return rest_api_source(config, name=SOURCE_NAME, parallelized=True)

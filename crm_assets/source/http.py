@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 from dlt.sources.helpers.requests import Client
-from requests import Session
+from requests import PreparedRequest, Response, Session
+
+from crm_assets.source.ratelimit import RateLimiter
 
 # The seed's retryable statuses. Anything else (400, 401, 403, 404, 501, ...) fails at once.
 RETRY_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
@@ -29,11 +33,18 @@ class RetryPolicy:
 PROBE_RETRY_POLICY = RetryPolicy(max_retries=1, backoff_factor=0.5, max_delay_s=2.0)
 
 
-def build_session(timeout_s: float, policy: RetryPolicy) -> Session:
+def build_session(
+    timeout_s: float,
+    policy: RetryPolicy,
+    rate_limiter: RateLimiter | None = None,
+    max_concurrent: int | None = None,
+) -> Session:
     """A requests session with dlt's tenacity retry wrapped around `send`.
 
     Connection errors and timeouts are retried too (dlt's default exception list). Status errors
     are raised by the REST client's response hook, which keeps the key out of the message.
+    Under the retry, every attempt waits for the rate limit and for one of `max_concurrent`
+    connection slots, so retries count against both.
     """
     client = Client(
         request_timeout=timeout_s,
@@ -43,5 +54,22 @@ def build_session(timeout_s: float, policy: RetryPolicy) -> Session:
         request_backoff_factor=policy.backoff_factor,
         request_max_retry_delay=policy.max_delay_s,
         respect_retry_after_header=True,
+        max_connections=max(50, (max_concurrent or 0) + 4),
     )
-    return client.session
+    session = client.session
+    if rate_limiter is None and max_concurrent is None:
+        return session
+    retrying = session.send.retry  # type: ignore[attr-defined]  # dlt's tenacity Retrying
+    attempt = type(session).send.__get__(session)  # one plain attempt, no retry
+    slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
+
+    def limited(request: PreparedRequest, **kwargs: Any) -> Response:
+        if rate_limiter is not None:
+            rate_limiter.acquire()
+        if slots is None:
+            return attempt(request, **kwargs)
+        with slots:
+            return attempt(request, **kwargs)
+
+    session.send = retrying.wraps(limited)  # type: ignore[method-assign]
+    return session

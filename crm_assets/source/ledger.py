@@ -183,6 +183,10 @@ class SyncLedger:
         with self._lock:
             return self._resources.setdefault(resource, ResourceLedger(resource))
 
+    def resources(self) -> list[ResourceLedger]:
+        with self._lock:
+            return list(self._resources.values())
+
     def rejections(self) -> list[Rejection]:
         """Everything bound for `_quarantine`: withheld records and set-aside values."""
         with self._lock:

@@ -10,6 +10,7 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Response
 
 from crm_assets.source.ledger import ResourceLedger
+from crm_assets.source.prefetch import PagePrefetcher
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,16 @@ class CrmOffsetPaginator(OffsetPaginator):
     (dlt's default) or quoting the page (dlt's message for a missing total).
     """
 
-    def __init__(self, limit: int, ledger: ResourceLedger | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        ledger: ResourceLedger | None = None,
+        prefetcher: PagePrefetcher | None = None,
+    ) -> None:
         super().__init__(limit=limit, total_path="total")
         self.ledger = ledger  # told every page's total, for reconciliation
+        self.prefetcher = prefetcher
+        self._step: int | None = None  # the page size planned ahead, while pages match it
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         offset = self.current_value
@@ -46,6 +54,8 @@ class CrmOffsetPaginator(OffsetPaginator):
         if self.ledger is not None:
             self.ledger.saw_total(total)
         received = len(body["data"])
+        if self.prefetcher is not None:
+            self._plan_ahead(path, offset, received, total)
         self.current_value = offset + received
         self._has_next_page = received > 0 and self.current_value < total
         if received == 0 and offset < total:
@@ -55,3 +65,26 @@ class CrmOffsetPaginator(OffsetPaginator):
                 offset,
                 total,
             )
+
+    def _plan_ahead(self, path: str, offset: int, received: int, total: int) -> None:
+        """After the first page, fetch the rest ahead; on any surprise, go on page by page.
+
+        The first page tells the page size the server honours (it may cap our limit). A later
+        page of another size, not the last one, means the data or the cap moved: the planned
+        offsets would skip or repeat records, so the plan is dropped.
+        """
+        assert self.prefetcher is not None
+        if offset == 0 and self._step is None:
+            if 0 < received < total:
+                self._step = received
+                self.prefetcher.plan(path, range(received, total, received))
+        elif self._step is not None and received != self._step and offset + received < total:
+            log.warning(
+                "GET %s at offset %d returned %d records, not %d; paging on one page at a time",
+                path,
+                offset,
+                received,
+                self._step,
+            )
+            self.prefetcher.cancel(path)
+            self._step = None

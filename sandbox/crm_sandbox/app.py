@@ -58,14 +58,17 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         except ValueError as problem:
             faults.record(resource, None, None, 400)
             return _error(400, str(problem))
+        if faults.on_request is not None:
+            faults.on_request(resource, offset)
         fault = faults.decide(resource, offset)
         faults.record(resource, offset, limit, fault.status if fault else 200)  # on arrival
-        if faults.settings.latency_ms:
-            await asyncio.sleep(faults.settings.latency_ms / 1000)
+        with faults.serving():
+            if faults.settings.latency_ms:
+                await asyncio.sleep(faults.settings.latency_ms / 1000)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
             return _error(fault.status, _REASONS.get(fault.status, "injected fault"), headers)
-        size = min(limit, faults.settings.max_page_size)
+        size = min(limit, faults.settings.max_page_size, faults.take_short(resource, offset))
         if faults.take_skip(resource, offset):
             offset += size
         records, total = store.page(resource, offset, size, newest_first=sort == "-updated_at")

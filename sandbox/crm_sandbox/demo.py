@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.source.contract import crm_resource_names
@@ -13,6 +14,7 @@ from crm_sandbox.data import CrmStore
 from crm_sandbox.runs import cli_env, dagster_command
 from crm_sandbox.server import DEFAULT_SANDBOX_KEY, SandboxServer
 
+_INFO_LOGS = Path(__file__).with_name("demo_run_config.yaml")
 _TOP_ACCOUNTS = f"""
 select account_name, currency, contact_count, open_opportunity_count, open_amount
 from {ACCOUNT_SUMMARY_TABLE} order by open_amount desc, account_id limit 3
@@ -31,9 +33,9 @@ def main() -> int:
             duckdb_path=warehouse.path,
             keep_crm_settings=True,
         )
-        subprocess.run(
-            dagster_command("job", "execute", "--job", CRM_SYNC_JOB), env=env, check=True
-        )
+        # INFO, not Dagster's DEBUG stream: the sync's progress lines, warnings and failures.
+        command = dagster_command("job", "execute", "--job", CRM_SYNC_JOB, "-c", str(_INFO_LOGS))
+        subprocess.run(command, env=env, check=True)
         expected = {name: sandbox.store.total(name) for name in crm_resource_names()}
 
     with warehouse.sql_client() as client:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 TRANSIENT_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
@@ -74,6 +76,11 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._scripted: dict[tuple[str, int | None], deque[Fault]] = {}
         self._skips: list[tuple[str, int]] = []
+        self._shorts: dict[tuple[str, int], int] = {}
+        self._in_flight = 0
+        self.max_in_flight = 0
+        # Called with (resource, offset) as each listing request arrives: tests change data here.
+        self.on_request: Callable[[str, int], None] | None = None
         self._rng = random.Random(self.settings.seed)
         rate = self.settings.rate_limit_per_s
         self._bucket = TokenBucket(rate, self.settings.rate_limit_burst) if rate else None
@@ -97,6 +104,27 @@ class FaultPlan:
         """
         with self._lock:
             self._skips.append((resource, offset))
+
+    def short_page(self, resource: str, offset: int, size: int) -> None:
+        """The next request at `offset` gets at most `size` records (a cap that moved mid-sync)."""
+        with self._lock:
+            self._shorts[(resource, offset)] = size
+
+    def take_short(self, resource: str, offset: int) -> int:
+        with self._lock:
+            return self._shorts.pop((resource, offset), 2**31)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts requests being answered at once; `max_in_flight` keeps the peak."""
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def take_skip(self, resource: str, offset: int) -> bool:
         with self._lock:

@@ -20,6 +20,7 @@ from crm_assets.source.contract import crm_resource_names, crm_source
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
 from crm_assets.sync.post_load import follow_up_load
+from crm_assets.sync.progress import ProgressReporter
 from crm_assets.warehouse.resource import (
     DEFAULT_DATASET,
     PIPELINE_NAME,
@@ -107,14 +108,18 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
         pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
         ledger = SyncLedger()
         try:
-            results = list(
-                dlt.run(
-                    context=context,
-                    dlt_source=crm_api.build_source(ledger),
-                    dlt_pipeline=pipeline,
-                    loader_file_format=warehouse.loader_file_format,
+            with (
+                crm_api.sync_source(ledger) as source,
+                ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
+            ):
+                results = list(
+                    dlt.run(
+                        context=context,
+                        dlt_source=source,
+                        dlt_pipeline=pipeline,
+                        loader_file_format=warehouse.loader_file_format,
+                    )
                 )
-            )
             yield from _finish_sync(  # type: ignore[arg-type]
                 context, results, pipeline, ledger, warehouse.loader_file_format
             )
