@@ -51,6 +51,7 @@ def defs() -> dg.Definitions:
                 base_url=_env_or("CRM_API_BASE_URL", None),
                 api_key=_env_or("CRM_API_KEY", None),
                 schema_enforcement=os.environ.get("CRM_SCHEMA_ENFORCEMENT") or "keep_rows",
+                incremental_param=os.environ.get("CRM_INCREMENTAL_PARAM") or None,
             ),
             "warehouse": WarehouseResource(
                 duckdb_path=_env_or("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)

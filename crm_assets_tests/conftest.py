@@ -111,9 +111,10 @@ Sync = Callable[..., dg.ExecuteInProcessResult]
 
 def _materializer(definitions: list[dg.AssetsDefinition], warehouse: WarehouseResource) -> Sync:
     def run(
-        sandbox: SandboxServer, selection: object = None, **api: object
+        sandbox: SandboxServer, selection: object = None, mode: str | None = None, **api: object
     ) -> dg.ExecuteInProcessResult:
         settings = {"base_url": sandbox.base_url, "api_key": TEST_KEY, **api}
+        run_config = {"ops": {"crm_sync": {"config": {"mode": mode}}}} if mode else None
         return dg.materialize(
             definitions,
             resources={
@@ -122,6 +123,7 @@ def _materializer(definitions: list[dg.AssetsDefinition], warehouse: WarehouseRe
                 "warehouse": warehouse,
             },
             selection=selection,  # type: ignore[arg-type]
+            run_config=run_config,
             raise_on_error=False,
         )
 

@@ -6,6 +6,8 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from dlt.extract.source import DltSource
@@ -39,28 +41,73 @@ def endpoint_path(resource_name: str) -> str:
     return f"/v1/{resource_name}"
 
 
+def iso_utc(moment: datetime) -> str:
+    """How the cursor goes into the filter parameter: ISO 8601 in UTC, `Z` for the offset."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """Opt-in incremental sync: the API's filter parameter and the record field it compares.
+
+    The field is a declared timestamp: the record gate has made it a `datetime` by the time
+    dlt's incremental step compares it, and the parameter gets it back as ISO 8601 in UTC.
+    """
+
+    param: str  # e.g. "updated_since": the API lists records changed at or after its value
+    cursor_field: str = "updated_at"
+    initial_value: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How one sync reads the API, besides where and with which key."""
+
+    session: Session | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    ledger: SyncLedger = field(default_factory=SyncLedger)
+    strict: bool = False  # withhold whole records instead of values that do not fit
+    prefetcher: PagePrefetcher | None = None  # fetch pages ahead, concurrently
+    incremental: Incremental | None = None  # only records changed since the last sync
+
+
+def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {
+        "path": endpoint_path(name),
+        "method": "GET",
+        "data_selector": "data",
+        # {"type": "offset", "limit": page_size}, advancing by records received
+        "paginator": CrmOffsetPaginator(
+            options.page_size, options.ledger[name], options.prefetcher
+        ),
+    }
+    if options.incremental is not None:
+        # dlt keeps the cursor in the pipeline state, stored with every load in the warehouse
+        endpoint["incremental"] = {
+            "start_param": options.incremental.param,
+            "cursor_path": options.incremental.cursor_field,
+            "initial_value": options.incremental.initial_value,
+            "convert": iso_utc,
+        }
+    return endpoint
+
+
 def rest_api_config(
-    base_url: str,
-    api_key: str,
-    session: Session | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    ledger: SyncLedger | None = None,
-    strict: bool = False,
-    prefetcher: PagePrefetcher | None = None,
+    base_url: str, api_key: str, options: SyncOptions | None = None
 ) -> RESTAPIConfig:
     """The seed's config dict, with the caller's secret and HTTP session filled in.
 
     Each resource also gets its declared columns and the record gate (rename, lossless
-    conversion, quarantine; `strict` withholds whole records instead of values); `ledger`
-    collects what the sync saw, for reconciliation and the drift check.
+    conversion, quarantine); the ledger collects what the sync saw, for reconciliation and the
+    drift check.
     """
-    ledger = ledger if ledger is not None else SyncLedger()
+    options = options or SyncOptions()
     client: dict[str, Any] = {
         "base_url": base_url,
         "auth": {"type": "api_key", "name": API_KEY_PARAM, "api_key": api_key, "location": "query"},
     }
-    if session is not None:
-        client["session"] = session
+    if options.session is not None:
+        client["session"] = options.session
     return {
         "client": client,  # type: ignore[typeddict-item]
         "resource_defaults": {
@@ -74,18 +121,16 @@ def rest_api_config(
             {
                 "columns": dlt_columns(resource["name"]),
                 "processing_steps": [
-                    {"map": RecordGate(resource["name"], ledger[resource["name"]], strict)},
+                    {
+                        "map": RecordGate(
+                            resource["name"], options.ledger[resource["name"]], options.strict
+                        )
+                    },
                     {"filter": is_row},
                 ],
                 **resource,
                 "endpoint": {
-                    "path": endpoint_path(resource["name"]),
-                    "method": "GET",
-                    "data_selector": "data",
-                    # {"type": "offset", "limit": page_size}, advancing by records received
-                    "paginator": CrmOffsetPaginator(
-                        page_size, ledger[resource["name"]], prefetcher
-                    ),
+                    **_endpoint(resource["name"], options),
                     **resource.get("endpoint", {}),
                 },
             }
@@ -94,19 +139,11 @@ def rest_api_config(
     }
 
 
-def crm_source(
-    base_url: str,
-    api_key: str,
-    session: Session | None = None,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    ledger: SyncLedger | None = None,
-    strict: bool = False,
-    prefetcher: PagePrefetcher | None = None,
-) -> DltSource:
+def crm_source(base_url: str, api_key: str, options: SyncOptions | None = None) -> DltSource:
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice.
 
-    The resources extract in parallel (dlt's `parallelized`); with a `prefetcher`, the pages
+    The resources extract in parallel (dlt's `parallelized`); with a prefetcher, the pages
     of each resource are fetched ahead concurrently too.
     """
-    config = rest_api_config(base_url, api_key, session, page_size, ledger, strict, prefetcher)
+    config = rest_api_config(base_url, api_key, options)
     return rest_api_source(config, name=SOURCE_NAME, parallelized=True)

@@ -6,7 +6,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from crm_assets.source.schema import DELETED_AT, Column
@@ -41,6 +41,33 @@ class Reconciliation:
     withheld: int
     without_id: int
     reason: str
+    mode: str = "full"
+
+    def after_incremental(self, live_rows: int, api_total: int | None) -> Reconciliation:
+        """An incremental sync's verdict: every changed record landed, and the table is whole.
+
+        `api_total` is the API's unfiltered total: fewer live rows means records were missed
+        (ERROR); more means deletions the next full sync will mark (fine).
+        """
+        problems = [] if self.passed else [self.reason]
+        changed = f"{self.landed} changed records landed of {self.api_total} the filter listed"
+        if api_total is None:
+            problems.append("the API's unfiltered total could not be read")
+        elif live_rows < api_total:
+            problems.append(
+                f"the table has {live_rows} live rows but the API {api_total} records: some"
+                " were never listed as changed; run a full sync"
+            )
+        note = ""
+        if api_total is not None and live_rows > api_total:
+            note = f"; {live_rows - api_total} rows deleted upstream await the next full sync"
+        return replace(
+            self,
+            passed=not problems,
+            api_total=api_total,
+            mode="incremental",
+            reason="; ".join(problems) or f"{changed}; {live_rows} live rows{note}",
+        )
 
 
 @dataclass

@@ -30,7 +30,9 @@ def test_config_has_the_seed_shape() -> None:
 
 
 def test_each_resource_pages_with_its_own_paginator() -> None:
-    config = contract.rest_api_config("http://127.0.0.1:1", "k", page_size=250)
+    config = contract.rest_api_config(
+        "http://127.0.0.1:1", "k", contract.SyncOptions(page_size=250)
+    )
     paginators = [r["endpoint"]["paginator"] for r in config["resources"]]
     assert len({id(p) for p in paginators}) == 4
     assert {p.limit for p in paginators} == {250}

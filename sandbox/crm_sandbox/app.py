@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,6 +35,18 @@ def _int_param(request: Request, name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _timestamp_param(request: Request, name: str) -> datetime | None:
+    """An ISO 8601 query parameter (no offset: UTC), or None when absent."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 timestamp") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
     """Routes: `GET /v1/<resource>` for syncs and probes; `/admin/<resource>[/<id>]` for changes."""
 
@@ -55,13 +68,15 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
             sort = request.query_params.get("sort")
             if sort not in (None, "id", "-updated_at"):
                 raise ValueError("sort must be 'id' or '-updated_at'")
+            since = _timestamp_param(request, "updated_since")
         except ValueError as problem:
             faults.record(resource, None, None, 400)
             return _error(400, str(problem))
         if faults.on_request is not None:
             faults.on_request(resource, offset)
         fault = faults.decide(resource, offset)
-        faults.record(resource, offset, limit, fault.status if fault else 200)  # on arrival
+        status = fault.status if fault else 200
+        faults.record(resource, offset, limit, status, request.query_params.get("updated_since"))
         with faults.serving():
             if faults.settings.latency_ms:
                 await asyncio.sleep(faults.settings.latency_ms / 1000)
@@ -71,7 +86,9 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         size = min(limit, faults.settings.max_page_size, faults.take_short(resource, offset))
         if faults.take_skip(resource, offset):
             offset += size
-        records, total = store.page(resource, offset, size, newest_first=sort == "-updated_at")
+        records, total = store.page(
+            resource, offset, size, newest_first=sort == "-updated_at", updated_since=since
+        )
         return JSONResponse({"data": records, "total": total})
 
     async def admin(request: Request) -> Response:

@@ -6,7 +6,7 @@ import copy
 import itertools
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -170,6 +170,14 @@ def _price_in_account_currency(
             deal["currency"] = currency[deal["customer_id"]]
 
 
+def _changed_since(record: Record, since: datetime) -> bool:
+    stamp = record.get("updated_at")
+    try:
+        return isinstance(stamp, str) and datetime.fromisoformat(stamp) >= since
+    except ValueError:
+        return False
+
+
 class UnknownRecordError(KeyError):
     """Raised when a test or admin call names a record the store does not hold."""
 
@@ -206,19 +214,31 @@ class CrmStore:
         return tuple(self._records)
 
     def page(
-        self, resource: str, offset: int, limit: int, newest_first: bool = False
+        self,
+        resource: str,
+        offset: int,
+        limit: int,
+        newest_first: bool = False,
+        updated_since: datetime | None = None,
     ) -> tuple[list[Record], int]:
-        """One page in id order (or newest `updated_at` first), and the total at that moment."""
+        """One page in id order (or newest `updated_at` first), and the total at that moment.
+
+        With `updated_since`, only records changed at or after it are listed and counted.
+        """
         with self._lock:
             table = self._records[resource]  # insertion order is id order: ids only grow
+            rows: Iterable[Record] = table.values()
+            if updated_since is not None:
+                rows = [r for r in rows if _changed_since(r, updated_since)]
             if newest_first:
-                ordered = sorted(
-                    table.values(), key=lambda r: (str(r.get("updated_at")), str(r.get("id")))
-                )
+                ordered = sorted(rows, key=lambda r: (str(r.get("updated_at")), str(r.get("id"))))
                 chosen = ordered[::-1][offset : offset + limit]
+                total = len(ordered)
+            elif updated_since is not None:
+                chosen, total = list(rows)[offset : offset + limit], len(rows)  # type: ignore[arg-type]
             else:
-                chosen = list(islice(table.values(), offset, offset + limit))
-            return copy.deepcopy(chosen), len(table)
+                chosen, total = list(islice(rows, offset, offset + limit)), len(table)
+            return copy.deepcopy(chosen), total
 
     def records(self, resource: str) -> list[Record]:
         """Every record of a resource, in id order (a copy: tests compare against it)."""

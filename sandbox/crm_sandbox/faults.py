@@ -44,6 +44,7 @@ class RequestRecord:
     offset: int | None
     limit: int | None
     status: int
+    updated_since: str | None = None
 
 
 class TokenBucket:
@@ -148,9 +149,17 @@ class FaultPlan:
                 return Fault(status, self.settings.retry_after_s if status == 429 else None)
         return None
 
-    def record(self, resource: str, offset: int | None, limit: int | None, status: int) -> None:
+    def record(
+        self,
+        resource: str,
+        offset: int | None,
+        limit: int | None,
+        status: int,
+        updated_since: str | None = None,
+    ) -> None:
         with self._lock:
-            self.log.append(RequestRecord(time.monotonic(), resource, offset, limit, status))
+            entry = RequestRecord(time.monotonic(), resource, offset, limit, status, updated_since)
+            self.log.append(entry)
 
     def requests_for(self, resource: str) -> list[RequestRecord]:
         with self._lock:

@@ -6,18 +6,22 @@ so the sync step can report the checks only it can judge: reconciliation, deleti
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Literal
 
 import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
 from dlt.pipeline.exceptions import PipelineStepFailed
+from pydantic import Field
 
 from crm_assets.defs.crm.checks import DeletionMarks, sync_check_results, sync_check_specs
 from crm_assets.defs.crm.metadata import column_schema
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import CrmTranslator
 from crm_assets.source.contract import crm_resource_names, crm_source
+from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
 from crm_assets.source.ledger import SyncLedger
+from crm_assets.source.probe import ProbeError, probe
 from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
 from crm_assets.sync.post_load import follow_up_load
 from crm_assets.sync.progress import ProgressReporter
@@ -36,14 +40,45 @@ def _last_load_id(pipeline: dlt.Pipeline) -> str | None:
     return load_info.loads_ids[-1] if load_info and load_info.loads_ids else None
 
 
+class CrmSyncConfig(dg.Config):
+    """Launchpad config of a sync."""
+
+    mode: Literal["auto", "full", "incremental"] = Field(
+        default="auto",
+        description=(
+            "full: read every record, mark deletions; incremental: only records changed since"
+            " the last sync (needs incremental_param on crm_api); auto: incremental when"
+            " configured. crm_reconcile_schedule runs full."
+        ),
+    )
+
+
+def _api_totals(crm_api: CrmApiResource, tables: list[str]) -> dict[str, int | None]:
+    """Each resource's unfiltered total, probed after an incremental sync (None: probe failed)."""
+    session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
+    base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
+    totals: dict[str, int | None] = {}
+    for table in tables:
+        try:
+            totals[table] = probe(session, base_url, api_key, table, {}, crm_api.timeout_s).total
+        except ProbeError:
+            totals[table] = None
+    return totals
+
+
 def _finish_sync(
     context: dg.AssetExecutionContext,
     results: list[dg.MaterializeResult],
     pipeline: dlt.Pipeline,
     ledger: SyncLedger,
     loader_file_format: str,
+    api_totals: dict[str, int | None] | None,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Quarantine, empty tables and deletion marks, then each table's metadata and checks."""
+    """Quarantine, empty tables and deletion marks, then each table's metadata and checks.
+
+    `api_totals` (unfiltered) marks an incremental sync: it saw only changed records, so it
+    marks no deletions and reconciles the table's live rows with the API's total instead.
+    """
     tables = [r.asset_key.path[-1] for r in results if r.asset_key]
     with pipeline.sql_client() as client:
         missing = set(tables) - existing_tables(client, tables)
@@ -56,11 +91,13 @@ def _finish_sync(
             seen = ledger[table]
             reconciliation = seen.reconcile()
             # Absent ids mean deleted only when the sync provably saw everything the API has.
-            if reconciliation.passed:
+            if reconciliation.passed and api_totals is None:
                 marks = DeletionMarks(*mark_deleted(client, table, seen.ids, now))
             else:
                 marks = DeletionMarks(None, None)
             rows, live = row_counts(client, table)
+            if api_totals is not None:
+                reconciliation = reconciliation.after_incremental(live, api_totals.get(table))
             metadata = {
                 **(result.metadata or {}),
                 "rows_loaded": (result.metadata or {}).get("rows_loaded", dg.MetadataValue.int(0)),
@@ -71,6 +108,7 @@ def _finish_sync(
                 "values_set_aside": dg.MetadataValue.int(len(seen.set_aside_values)),
                 "records_without_id": dg.MetadataValue.int(seen.without_id),
                 "api_total": reconciliation.api_total,
+                "sync_mode": reconciliation.mode,
                 "newly_marked_deleted": marks.newly,
                 "dagster/column_schema": column_schema(
                     table, pipeline.default_schema.get_table_columns(table)
@@ -101,15 +139,20 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
     )
     def crm_sync(
         context: dg.AssetExecutionContext,
+        config: CrmSyncConfig,
         dlt: DagsterDltResource,
         crm_api: CrmApiResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
         ledger = SyncLedger()
+        incremental = config.mode != "full" and crm_api.incremental is not None
+        if config.mode == "incremental" and not incremental:
+            context.log.warning("mode incremental, but crm_api has no incremental_param: full")
+        context.log.info(f"{'incremental' if incremental else 'full'} sync")
         try:
             with (
-                crm_api.sync_source(ledger) as source,
+                crm_api.sync_source(ledger, incremental) as source,
                 ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
             ):
                 results = list(
@@ -120,8 +163,10 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
                         loader_file_format=warehouse.loader_file_format,
                     )
                 )
+            tables = [r.asset_key.path[-1] for r in results if r.asset_key]
+            totals = _api_totals(crm_api, tables) if incremental else None
             yield from _finish_sync(  # type: ignore[arg-type]
-                context, results, pipeline, ledger, warehouse.loader_file_format
+                context, results, pipeline, ledger, warehouse.loader_file_format, totals
             )
         except PipelineStepFailed as failure:
             secrets = [crm_api.resolved_api_key()]

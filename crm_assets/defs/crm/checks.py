@@ -107,6 +107,7 @@ def sync_check_results(
                 "rows_landed": reconciliation.landed,
                 "records_withheld": reconciliation.withheld,
                 "records_without_id": reconciliation.without_id,
+                "sync_mode": reconciliation.mode,
             },
         ),
         dg.AssetCheckResult(
@@ -115,7 +116,10 @@ def sync_check_results(
             passed=marks.newly == 0,
             severity=dg.AssetCheckSeverity.WARN,
             description=(
-                "not checked: the sync did not reconcile, so absent ids prove nothing"
+                "not checked: an incremental sync sees only changed records; the full sync"
+                " (crm_reconcile_schedule) marks deletions"
+                if reconciliation.mode == "incremental"
+                else "not checked: the sync did not reconcile, so absent ids prove nothing"
                 if marks.newly is None
                 else f"{marks.newly} rows newly gone from the API, {marks.total} marked in all"
             ),

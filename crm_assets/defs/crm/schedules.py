@@ -14,5 +14,7 @@ def build_reconcile_schedule(settings: OrchestrationSettings) -> dg.ScheduleDefi
         cron_schedule=settings.reconcile_cron,
         execution_timezone=settings.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        # Always a full read: only a full sync can see records deleted upstream.
+        run_config={"ops": {"crm_sync": {"config": {"mode": "full"}}}},
         description="Full CRM sync, catching changes that leave totals and timestamps unchanged.",
     )
