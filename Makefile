@@ -54,5 +54,8 @@ format: install
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
 
+# The record gate's cost, then scenarios S1-S4 against a sandbox process (BENCH_ARGS, e.g.
+# "--scenarios S2,S4 --scale 0.2"); writes benchmarks/results/latest.md and .png.
 bench: install
 	$(BIN)/python benchmarks/bench_sync.py
+	$(BIN)/python benchmarks/scenarios.py $(BENCH_ARGS)

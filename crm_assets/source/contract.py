@@ -6,6 +6,7 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,15 +49,16 @@ def iso_utc(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class Incremental:
-    """Opt-in incremental sync: the API's filter parameter and the record field it compares.
+    """Opt-in incremental sync: the API's filter parameter, and where each resource resumes.
 
-    The field is a declared timestamp: the record gate has made it a `datetime` by the time
-    dlt's incremental step compares it, and the parameter gets it back as ISO 8601 in UTC.
+    `since` holds, per resource, the newest `cursor_field` value already in the warehouse (None:
+    nothing yet, so everything is read). Taking it from the table rather than from a separate
+    cursor means a full sync moves it too, and it can never disagree with the data.
     """
 
     param: str  # e.g. "updated_since": the API lists records changed at or after its value
     cursor_field: str = "updated_at"
-    initial_value: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    since: Mapping[str, datetime | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,10 @@ def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
             options.page_size, options.ledger[name], options.prefetcher
         ),
     }
-    if options.incremental is not None:
-        # dlt keeps the cursor in the pipeline state, stored with every load in the warehouse
-        endpoint["incremental"] = {
-            "start_param": options.incremental.param,
-            "cursor_path": options.incremental.cursor_field,
-            "initial_value": options.incremental.initial_value,
-            "convert": iso_utc,
-        }
+    since = options.incremental.since.get(name) if options.incremental else None
+    if options.incremental is not None and since is not None:
+        # inclusive: a record changed in the same instant as the newest one loaded is read again
+        endpoint["params"] = {options.incremental.param: iso_utc(since)}
     return endpoint
 
 

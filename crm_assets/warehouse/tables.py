@@ -64,3 +64,18 @@ def id_counts(client: SqlClientBase, table: str) -> tuple[int, int, int]:
     query = f"select count(*), count(id), count(distinct id) from {qualified}"
     rows, with_id, distinct = client.execute_sql(query)[0]
     return rows, with_id, distinct
+
+
+def newest(client: SqlClientBase, table: str, column: str) -> datetime | None:
+    """The largest value of a timestamp column (None: no table, no rows, or no such column)."""
+    if table not in existing_tables(client, [table]):
+        return None
+    qualified = client.make_qualified_table_name(table)
+    try:
+        value = client.execute_sql(
+            f"select max({client.escape_column_name(column)}) from {qualified}"
+        )
+    except Exception:  # the column may not exist (yet): then read everything
+        return None
+    found = value[0][0] if value else None
+    return found if isinstance(found, datetime) else None

@@ -112,8 +112,15 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
             return _error(404, f"no {resource} with id {record_id}")
         return _error(405, "use POST /admin/<resource>, PATCH or DELETE /admin/<resource>/<id>")
 
+    async def stats(request: Request) -> Response:
+        """Requests answered so far, by status (for benchmarks run against a separate process)."""
+        if not authorized(request):
+            return _error(401, "invalid or missing api_key")
+        return JSONResponse(faults.status_counts())
+
     return Starlette(
         routes=[
+            Route("/admin/stats", stats, methods=["GET"]),
             Route("/v1/{resource}", list_records, methods=["GET"]),
             Route("/admin/{resource}", admin, methods=["POST"]),
             Route("/admin/{resource}/{record_id:int}", admin, methods=["PATCH", "DELETE"]),

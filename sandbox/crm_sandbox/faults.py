@@ -7,7 +7,7 @@ import math
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -160,6 +160,12 @@ class FaultPlan:
         with self._lock:
             entry = RequestRecord(time.monotonic(), resource, offset, limit, status, updated_since)
             self.log.append(entry)
+
+    def status_counts(self) -> dict[str, int]:
+        """Listing requests answered so far, by HTTP status."""
+        with self._lock:
+            counts = Counter(str(r.status) for r in self.log)
+        return dict(counts)
 
     def requests_for(self, resource: str) -> list[RequestRecord]:
         with self._lock:

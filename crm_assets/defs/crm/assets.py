@@ -31,7 +31,7 @@ from crm_assets.warehouse.resource import (
     WAREHOUSE_POOL,
     WarehouseResource,
 )
-from crm_assets.warehouse.tables import existing_tables, mark_deleted, row_counts
+from crm_assets.warehouse.tables import existing_tables, mark_deleted, newest, row_counts
 
 
 def _last_load_id(pipeline: dlt.Pipeline) -> str | None:
@@ -146,13 +146,20 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
         ledger = SyncLedger()
-        incremental = config.mode != "full" and crm_api.incremental is not None
+        incremental = config.mode != "full" and crm_api.is_incremental
         if config.mode == "incremental" and not incremental:
             context.log.warning("mode incremental, but crm_api has no incremental_param: full")
-        context.log.info(f"{'incremental' if incremental else 'full'} sync")
+        since = None
+        if incremental:
+            with pipeline.sql_client() as client:
+                since = {
+                    name: newest(client, name, crm_api.cursor_field)
+                    for name in crm_resource_names()
+                }
+            context.log.info(f"incremental sync; resuming at {since}")
         try:
             with (
-                crm_api.sync_source(ledger, incremental) as source,
+                crm_api.sync_source(ledger, since) as source,
                 ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
             ):
                 results = list(

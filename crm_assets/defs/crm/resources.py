@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Literal
 
 import dagster as dg
@@ -77,20 +78,20 @@ class CrmApiResource(dg.ConfigurableResource):
         return resolve_api_key(self.api_key)
 
     @property
-    def incremental(self) -> Incremental | None:
-        """The incremental filter, when this API is configured for one."""
-        if not self.incremental_param:
-            return None
-        return Incremental(self.incremental_param, self.cursor_field)
+    def is_incremental(self) -> bool:
+        """Whether this API is configured for incremental syncs."""
+        return bool(self.incremental_param)
 
     @contextmanager
     def sync_source(
-        self, ledger: SyncLedger | None = None, incremental: bool = False
+        self,
+        ledger: SyncLedger | None = None,
+        since: Mapping[str, datetime | None] | None = None,
     ) -> Iterator[DltSource]:
         """A fresh dlt source for one sync, with its session, rate limit and page prefetcher.
 
-        Built per run, never shared; the prefetcher's threads end when the block does.
-        `incremental` asks only for records changed since the last sync (if configured).
+        Built per run, never shared; the prefetcher's threads end when the block does. With
+        `since` (per resource) and `incremental_param` set, only changed records are asked for.
         """
         limiter = (
             RateLimiter(self.rate_limit_per_s, self.rate_limit_burst)
@@ -107,7 +108,11 @@ class CrmApiResource(dg.ConfigurableResource):
             ledger=ledger if ledger is not None else SyncLedger(),
             strict=self.schema_enforcement == "strict",
             prefetcher=prefetcher if self.max_concurrent_requests > 1 else None,
-            incremental=self.incremental if incremental else None,
+            incremental=(
+                Incremental(self.incremental_param, self.cursor_field, since)
+                if self.incremental_param and since is not None
+                else None
+            ),
         )
         try:
             yield crm_source(self.resolved_base_url(), self.resolved_api_key(), options)

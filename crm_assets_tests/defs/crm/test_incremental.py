@@ -1,5 +1,6 @@
 """Incremental sync (opt-in): only changed records are asked for, the table stays exact, the
-cursor lives in dlt's state in the warehouse, and only a full sync marks deletions."""
+cursor comes from the warehouse (so a full sync moves it too), and only a full sync marks
+deletions."""
 
 import shutil
 from pathlib import Path
@@ -29,7 +30,7 @@ def test_an_incremental_sync_asks_only_for_changes_and_keeps_the_table_exact(
     sandbox = make_sandbox(400)
     first = sync(sandbox, selection="crm/contact", **INCREMENTAL)
     assert first.success
-    assert set(_listings(sandbox, "contact")) == {"1970-01-01T00:00:00Z"}  # no cursor yet
+    assert set(_listings(sandbox, "contact")) == {None}  # nothing loaded yet: read everything
     cursor = max(r["updated_at"] for r in sandbox.store.records("contact"))
     seen = len(sandbox.faults.requests_for("contact"))
     for record_id in (5, 77, 300):
@@ -50,7 +51,7 @@ def test_an_incremental_sync_asks_only_for_changes_and_keeps_the_table_exact(
     assert "5 changed records landed of 5" in str(reconciled.description)
 
 
-def test_the_cursor_is_restored_from_the_warehouse_when_the_local_state_is_gone(
+def test_the_cursor_comes_from_the_warehouse_when_the_local_state_is_gone(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource, tmp_path: Path
 ) -> None:
     sandbox = make_sandbox(200)
@@ -120,3 +121,14 @@ def test_without_incremental_configuration_every_sync_is_full(
     assert result.success
     assert materialization_metadata(result, "lead")["sync_mode"] == "full"
     assert set(_listings(sandbox, "lead")) == {None}
+
+
+def test_a_full_sync_moves_the_cursor_too(make_sandbox: SandboxFactory, sync: Sync) -> None:
+    sandbox = make_sandbox(100)
+    assert sync(sandbox, selection="crm/lead", mode="full", **INCREMENTAL).success
+    cursor = max(r["updated_at"] for r in sandbox.store.records("lead"))
+    seen = len(sandbox.faults.requests_for("lead"))
+
+    assert sync(sandbox, selection="crm/lead", **INCREMENTAL).success
+
+    assert _listings(sandbox, "lead", seen) == [cursor]
