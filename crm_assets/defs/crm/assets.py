@@ -156,7 +156,10 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
                     name: newest(client, name, crm_api.cursor_field)
                     for name in crm_resource_names()
                 }
-            context.log.info(f"incremental sync; resuming at {since}")
+            resume = ", ".join(
+                f"{n} {v.isoformat() if v else 'from the start'}" for n, v in since.items()
+            )
+            context.log.info(f"incremental sync, {crm_api.cursor_field} at or after: {resume}")
         try:
             with (
                 crm_api.sync_source(ledger, since) as source,
