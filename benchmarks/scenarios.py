@@ -356,6 +356,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="S1,S2,S3,S4")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every record count")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per variant")
+    parser.add_argument("--variants", default="", help="only these, e.g. fetch,project")
     parser.add_argument("--child", nargs=4, metavar=("VARIANT", "URL", "WORKDIR", "RATE"))
     args = parser.parse_args()
     if args.child:
@@ -365,9 +366,9 @@ def main() -> None:
     results, lines = {}, []
     for name in args.scenarios.split(","):
         base = SCENARIOS[name]
-        scenario = Scenario(
-            **{**base.__dict__, "records_per_resource": int(base.records_per_resource * args.scale)}
-        )
+        variants = tuple(v for v in base.variants if not args.variants or v in args.variants)
+        size = int(base.records_per_resource * args.scale)
+        scenario = Scenario(**{**base.__dict__, "records_per_resource": size, "variants": variants})
         results[name] = run_scenario(scenario, args.timeout)
         lines += verdicts(scenario, results[name])
     RESULTS.mkdir(exist_ok=True)
