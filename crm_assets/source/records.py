@@ -287,11 +287,13 @@ class RecordGate:
                 return None
             for rejection in set_aside:
                 self.ledger.set_aside(rejection)
-        for key, value in record.items():
-            if key not in self._consumed:
-                row[key] = value  # undeclared: dlt names, types and adds the column
-            elif key in self._nested and isinstance(value, dict):
-                declared = self._nested[key]
+        if not self._consumed.issuperset(record):
+            for key, value in record.items():
+                if key not in self._consumed:
+                    row[key] = value  # undeclared: dlt names, types and adds the column
+        for key, declared in self._nested.items():
+            value = record.get(key)
+            if type(value) is dict:
                 row.update({f"{key}__{k}": v for k, v in value.items() if k not in declared})
         return row
 
