@@ -33,6 +33,17 @@ class RetryPolicy:
 PROBE_RETRY_POLICY = RetryPolicy(max_retries=1, backoff_factor=0.5, max_delay_s=2.0)
 
 
+def _parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
+    """Parses a JSON body once: dlt's client and our paginator both read every page."""
+    if response.ok and "json" in response.headers.get("content-type", ""):
+        try:
+            body = response.json()
+        except ValueError:
+            return response  # a broken body raises where it is read, as before
+        response.json = lambda *a, **k: body  # type: ignore[method-assign]
+    return response
+
+
 def build_session(
     timeout_s: float,
     policy: RetryPolicy,
@@ -57,6 +68,7 @@ def build_session(
         max_connections=max(50, (max_concurrent or 0) + 4),
     )
     session = client.session
+    session.hooks["response"].append(_parse_json_once)
     if rate_limiter is None and max_concurrent is None:
         return session
     retrying = session.send.retry  # type: ignore[attr-defined]  # dlt's tenacity Retrying

@@ -6,7 +6,7 @@ import copy
 import itertools
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -170,7 +170,9 @@ def _price_in_account_currency(
             deal["currency"] = currency[deal["customer_id"]]
 
 
-def _changed_since(record: Record, since: datetime) -> bool:
+def _changed_since(record: Record, since: datetime | None) -> bool:
+    if since is None:
+        return True
     stamp = record.get("updated_at")
     try:
         return isinstance(stamp, str) and datetime.fromisoformat(stamp) >= since
@@ -227,18 +229,13 @@ class CrmStore:
         """
         with self._lock:
             table = self._records[resource]  # insertion order is id order: ids only grow
-            rows: Iterable[Record] = table.values()
-            if updated_since is not None:
-                rows = [r for r in rows if _changed_since(r, updated_since)]
+            if updated_since is None and not newest_first:
+                chosen = list(islice(table.values(), offset, offset + limit))
+                return copy.deepcopy(chosen), len(table)
+            rows = [r for r in table.values() if _changed_since(r, updated_since)]
             if newest_first:
-                ordered = sorted(rows, key=lambda r: (str(r.get("updated_at")), str(r.get("id"))))
-                chosen = ordered[::-1][offset : offset + limit]
-                total = len(ordered)
-            elif updated_since is not None:
-                chosen, total = list(rows)[offset : offset + limit], len(rows)  # type: ignore[arg-type]
-            else:
-                chosen, total = list(islice(rows, offset, offset + limit)), len(table)
-            return copy.deepcopy(chosen), total
+                rows.sort(key=lambda r: (str(r.get("updated_at")), str(r.get("id"))), reverse=True)
+            return copy.deepcopy(rows[offset : offset + limit]), len(rows)
 
     def records(self, resource: str) -> list[Record]:
         """Every record of a resource, in id order (a copy: tests compare against it)."""

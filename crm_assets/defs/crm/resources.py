@@ -101,13 +101,14 @@ class CrmApiResource(dg.ConfigurableResource):
         session = build_session(
             self.timeout_s, self.retry_policy, limiter, self.max_concurrent_requests
         )
-        prefetcher = install(session, self.max_concurrent_requests)
+        concurrent = self.max_concurrent_requests > 1
+        prefetcher = install(session, self.max_concurrent_requests) if concurrent else None
         options = SyncOptions(
             session=session,
             page_size=self.page_size,
             ledger=ledger if ledger is not None else SyncLedger(),
             strict=self.schema_enforcement == "strict",
-            prefetcher=prefetcher if self.max_concurrent_requests > 1 else None,
+            prefetcher=prefetcher,
             incremental=(
                 Incremental(self.incremental_param, self.cursor_field, since)
                 if self.incremental_param and since is not None
@@ -117,4 +118,5 @@ class CrmApiResource(dg.ConfigurableResource):
         try:
             yield crm_source(self.resolved_base_url(), self.resolved_api_key(), options)
         finally:
-            prefetcher.close()
+            if prefetcher is not None:
+                prefetcher.close()

@@ -5,6 +5,8 @@ deletions."""
 import shutil
 from pathlib import Path
 
+import pytest
+
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import (
     SandboxFactory,
@@ -69,10 +71,11 @@ def test_the_cursor_comes_from_the_warehouse_when_the_local_state_is_gone(
     assert_same_records(sandbox.store.records("lead"), warehouse_records(warehouse, "lead"))
 
 
+@pytest.mark.parametrize("dialect", ["default", "foreign"])  # integer ids, string ids
 def test_only_a_full_sync_marks_deletions(
-    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource, dialect: str
 ) -> None:
-    sandbox = make_sandbox(150)
+    sandbox = make_sandbox(150, dialect=dialect)
     assert sync(sandbox, selection="crm/account", **INCREMENTAL).success
     sandbox.store.delete("account", 12)
 
