@@ -6,24 +6,35 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import dlt
+from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_source
 from requests import Session
 
+from crm_assets.source.batches import (
+    DLT_ROW_COLUMNS,
+    ArrowBatcher,
+    add_quarantine_table,
+    gated_batches,
+)
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.source.prefetch import PagePrefetcher
-from crm_assets.source.records import RecordGate, is_row
-from crm_assets.source.schema import dlt_columns
+from crm_assets.source.records import RecordGate
+from crm_assets.source.schema import PRIMARY_KEY, dlt_columns
 
 SOURCE_NAME = "crm"
 DEFAULT_PAGE_SIZE = 100
 API_KEY_PARAM = "api_key"  # sent in the query string
+# New tables and columns evolve; a loaded column never silently changes type (dlt would add a
+# variant column). Declared columns never get that far: see records.py.
+SCHEMA_CONTRACT = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
 
 # One entry per CRM resource: the endpoint is `/v1/<name>`, the table and asset are `<name>`.
 CRM_RESOURCES: tuple[dict[str, Any], ...] = (
@@ -95,9 +106,7 @@ def rest_api_config(
 ) -> RESTAPIConfig:
     """The seed's config dict, with the caller's secret and HTTP session filled in.
 
-    Each resource also gets its declared columns and the record gate (rename, lossless
-    conversion, quarantine); the ledger collects what the sync saw, for reconciliation and the
-    drift check.
+    Each resource also gets its declared columns; the paginator tells the ledger every total.
     """
     options = options or SyncOptions()
     client: dict[str, Any] = {
@@ -109,23 +118,13 @@ def rest_api_config(
     return {
         "client": client,  # type: ignore[typeddict-item]
         "resource_defaults": {
-            "primary_key": "id",
+            "primary_key": PRIMARY_KEY,
             "write_disposition": "merge",
-            # New tables and columns evolve; a loaded column never silently changes type (dlt
-            # would add a variant column). Declared columns never get that far: see records.py.
-            "schema_contract": {"tables": "evolve", "columns": "evolve", "data_type": "freeze"},
+            "schema_contract": SCHEMA_CONTRACT,
         },
         "resources": [
             {
                 "columns": dlt_columns(resource["name"]),
-                "processing_steps": [
-                    {
-                        "map": RecordGate(
-                            resource["name"], options.ledger[resource["name"]], options.strict
-                        )
-                    },
-                    {"filter": is_row},
-                ],
                 **resource,
                 "endpoint": {
                     **_endpoint(resource["name"], options),
@@ -137,11 +136,44 @@ def rest_api_config(
     }
 
 
+def _gated(api_resource: DltResource, options: SyncOptions) -> DltResource:
+    """The API resource's records through the record gate, out as arrow batches.
+
+    The table keeps the contract's hints; `_quarantine` rows travel in the same load.
+    """
+    name = api_resource.name
+    gate = RecordGate(name, options.ledger[name], options.strict)
+    batcher = ArrowBatcher(name, gate.columns)
+    key = next((c for c in gate.columns if c.is_primary_key), None)
+    id_type = key.data_type if key else "bigint"
+
+    def rows() -> Iterator[Any]:
+        yield from gated_batches(api_resource, gate, batcher, id_type)
+
+    resource = dlt.resource(
+        rows,
+        name=name,
+        primary_key=PRIMARY_KEY,
+        write_disposition="merge",
+        columns=[*dlt_columns(name), *DLT_ROW_COLUMNS],
+        schema_contract=SCHEMA_CONTRACT,
+    )
+    return add_quarantine_table(resource)
+
+
 def crm_source(base_url: str, api_key: str, options: SyncOptions | None = None) -> DltSource:
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice.
 
-    The resources extract in parallel (dlt's `parallelized`); with a prefetcher, the pages
-    of each resource are fetched ahead concurrently too.
+    The seed's `rest_api_source` reads the API; each of its resources is read through the
+    record gate by a resource of the same name (see `batches.py`). The resources extract in
+    parallel (dlt's `parallelized`); with a prefetcher, the pages of each resource are fetched
+    ahead concurrently too.
     """
-    config = rest_api_config(base_url, api_key, options)
-    return rest_api_source(config, name=SOURCE_NAME, parallelized=True)
+    options = options or SyncOptions()
+    api = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
+    resources = [_gated(api.resources[name], options) for name in crm_resource_names()]
+
+    def crm() -> list[DltResource]:
+        return resources
+
+    return dlt.source(crm, name=SOURCE_NAME)()

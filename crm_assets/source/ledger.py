@@ -36,7 +36,6 @@ class Reconciliation:
     passed: bool
     api_total: int | None
     received: int
-    distinct_ids: int
     landed: int
     withheld: int
     without_id: int
@@ -72,19 +71,22 @@ class Reconciliation:
 
 @dataclass
 class ResourceLedger:
-    """Counts for one resource; filled by the paginator (totals) and the record gate (records)."""
+    """Counts for one resource; filled by the paginator (totals) and the record gate (records).
+
+    Nothing here grows with the records: ids are counted in the warehouse after the load, and
+    rejections wait only until the sync streams them to `_quarantine`.
+    """
 
     resource: str
     totals: list[int] = field(default_factory=list)
     received: int = 0
-    ids: set[RecordId] = field(default_factory=set)
-    duplicate_ids: int = 0
     without_id: int = 0
-    withheld_ids: set[RecordId] = field(default_factory=set)
-    withheld: list[Rejection] = field(default_factory=list)
-    set_aside_values: list[Rejection] = field(default_factory=list)
+    withheld: int = 0  # records withheld whole (no usable id, or strict mode)
+    withheld_with_id: int = 0
+    values_set_aside: int = 0
     # (field, kind) -> records: kind is "absent", "null" (declared non-null), "unfit <type>", ...
     drifts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    pending: list[Rejection] = field(default_factory=list)  # bound for `_quarantine`
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ResourceLedger:
         # dlt deep-copies paginators and configs in places; the counts must still land here.
@@ -97,33 +99,32 @@ class ResourceLedger:
         self.received += 1
         if record_id is None:
             self.without_id += 1
-        elif record_id in self.ids:
-            self.duplicate_ids += 1
-        else:
-            self.ids.add(record_id)
 
     def withhold(self, rejection: Rejection) -> None:
         """A whole record kept out of the table (no usable id, or strict mode)."""
-        self.withheld.append(rejection)
+        self.pending.append(rejection)
+        self.withheld += 1
         if rejection.record_id is not None:
-            self.withheld_ids.add(rejection.record_id)
+            self.withheld_with_id += 1
 
     def set_aside(self, rejection: Rejection) -> None:
         """One value that did not fit its column: the row loads with NULL there."""
-        self.set_aside_values.append(rejection)
+        self.pending.append(rejection)
+        self.values_set_aside += 1
         self.drifts[(rejection.field or "?", "unfit")] += 1
+
+    def take_rejections(self) -> list[Rejection]:
+        """The rejections since the last call, handed over to be written."""
+        taken, self.pending = self.pending, []
+        return taken
 
     def drift(self, field_name: str, kind: str) -> None:
         self.drifts[(field_name, kind)] += 1
 
     @property
-    def landed_ids(self) -> set[RecordId]:
-        return self.ids - self.withheld_ids
-
-    @property
     def quarantined(self) -> int:
         """Records withheld whole that had an id (the id-less ones are counted on their own)."""
-        return len(self.withheld_ids)
+        return self.withheld_with_id
 
     def drift_report(self, columns: Iterable[Column]) -> dict[str, str]:
         """Per declared field that drifted in this sync, how (never a value).
@@ -150,25 +151,25 @@ class ResourceLedger:
                 report[column.name] = "; ".join(parts)
         return report
 
-    def reconcile(self) -> Reconciliation:
-        """Passes when the distinct ids that landed equal a total that never fell.
+    def reconcile(self, landed: int) -> Reconciliation:
+        """Passes when the distinct ids that landed (`landed`, counted in the warehouse) equal a
+        total that never fell.
 
         A record withheld whole (no id, or strict mode) fails it: the table is short of the API.
         Offset paging skips a record for every row deleted upstream mid-sync, so a total that
-        fell while we paged fails even if the final numbers agree; ids seen twice fail too.
+        fell while we paged fails even if the final numbers agree; ids seen twice fail too (they
+        merge into one row, so fewer rows land than records with an id arrived).
         """
         last = self.totals[-1] if self.totals else None
-        landed = len(self.landed_ids)
-        withheld = len(self.withheld_ids)
         problems = []
         if last is None:
             problems.append("no page was read, so the API total is unknown")
-        elif landed != last or self.without_id or withheld:
+        elif landed != last or self.without_id or self.withheld_with_id:
             kept_out = [
                 f"{n} {what}"
                 for n, what in (
                     (self.without_id, "without id"),
-                    (withheld, "withheld whole (see _quarantine)"),
+                    (self.withheld_with_id, "withheld whole (see _quarantine)"),
                 )
                 if n
             ]
@@ -182,18 +183,16 @@ class ResourceLedger:
                 f"the API total fell from {max(self.totals)} to {min(self.totals)} during the"
                 " sync; offset paging skips records when rows are deleted mid-sync"
             )
-        if self.duplicate_ids:
-            problems.append(
-                f"{self.duplicate_ids} ids arrived twice: records shifted between pages"
-            )
+        repeated = self.received - self.without_id - self.withheld_with_id - landed
+        if repeated > 0:
+            problems.append(f"{repeated} ids arrived twice: records shifted between pages")
         problem = "; ".join(problems)
         return Reconciliation(
             passed=not problem,
             api_total=last,
             received=self.received,
-            distinct_ids=len(self.ids),
             landed=landed,
-            withheld=withheld,
+            withheld=self.withheld_with_id,
             without_id=self.without_id,
             reason=problem or f"a row landed for each of the {last} records the API reports",
         )
@@ -213,9 +212,3 @@ class SyncLedger:
     def resources(self) -> list[ResourceLedger]:
         with self._lock:
             return list(self._resources.values())
-
-    def rejections(self) -> list[Rejection]:
-        """Everything bound for `_quarantine`: withheld records and set-aside values."""
-        with self._lock:
-            ledgers = list(self._resources.values())
-        return [r for ledger in ledgers for r in (*ledger.withheld, *ledger.set_aside_values)]

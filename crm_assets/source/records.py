@@ -182,10 +182,10 @@ def usable_id(value: Any) -> int | str | None:
 
 
 class RecordGate:
-    """A dlt `map` step for one resource: a row, or `None` (then filtered) for a withheld record.
+    """One resource's records to rows: a row, or `None` for a withheld record.
 
     Every record is counted in the ledger: its id, each declared field that came null or absent,
-    each value set aside; the set-aside values and withheld records go to `_quarantine`.
+    each value set aside; the set-aside values and withheld records wait there for `_quarantine`.
     """
 
     def __init__(
@@ -296,8 +296,3 @@ class RecordGate:
             if type(value) is dict:
                 row.update({f"{key}__{k}": v for k, v in value.items() if k not in declared})
         return row
-
-
-def is_row(row: dict[str, Any] | None) -> bool:
-    """The `filter` step after the gate."""
-    return row is not None

@@ -13,7 +13,7 @@ from dlt.destinations.sql_client import SqlClientBase
 
 from crm_assets.source.schema import DELETED_AT
 
-_UPDATE_BATCH = 500
+DLT_LOAD_ID = "_dlt_load_id"
 
 
 def existing_tables(client: SqlClientBase, tables: Iterable[str]) -> set[str]:
@@ -26,28 +26,29 @@ def existing_tables(client: SqlClientBase, tables: Iterable[str]) -> set[str]:
     return {row[0] for row in rows or []} & wanted
 
 
-def mark_deleted(
-    client: SqlClientBase, table: str, live_ids: set[int], at: datetime
-) -> tuple[int, int]:
-    """Stamps `_deleted_at` on live rows whose id the API no longer returns.
+def landed_ids(client: SqlClientBase, table: str, load_id: str | None) -> int:
+    """Distinct ids the load `load_id` wrote to `table`: dlt's merge rewrites every row it gets."""
+    if load_id is None:
+        return 0
+    qualified = client.make_qualified_table_name(table)
+    query = f"select count(distinct id) from {qualified} where {DLT_LOAD_ID} = %s"
+    return int(client.execute_sql(query, load_id)[0][0])
+
+
+def mark_deleted(client: SqlClientBase, table: str, load_id: str, at: datetime) -> tuple[int, int]:
+    """Stamps `_deleted_at` on live rows the load `load_id` did not write: the API no longer
+    returns them (call only after a full sync that reconciled).
 
     Returns (rows marked now, rows marked in all). A record that comes back is merged in again
     with `_deleted_at` NULL, as dlt replaces the whole row.
     """
     qualified = client.make_qualified_table_name(table)
-    live_rows = client.execute_sql(f"select id from {qualified} where {DELETED_AT} is null")
-    gone = sorted({row[0] for row in live_rows or []} - live_ids)
+    gone = f"{DELETED_AT} is null and {DLT_LOAD_ID} <> %s"
     with client.begin_transaction():
-        for start in range(0, len(gone), _UPDATE_BATCH):
-            batch = gone[start : start + _UPDATE_BATCH]
-            placeholders = ", ".join(["%s"] * len(batch))
-            client.execute_sql(
-                f"update {qualified} set {DELETED_AT} = %s where id in ({placeholders})",
-                at,
-                *batch,
-            )
+        newly = client.execute_sql(f"select count(*) from {qualified} where {gone}", load_id)
+        client.execute_sql(f"update {qualified} set {DELETED_AT} = %s where {gone}", at, load_id)
     marked = client.execute_sql(f"select count(*) from {qualified} where {DELETED_AT} is not null")
-    return len(gone), marked[0][0]
+    return int(newly[0][0]), int(marked[0][0])
 
 
 def row_counts(client: SqlClientBase, table: str) -> tuple[int, int]:

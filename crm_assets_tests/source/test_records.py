@@ -139,7 +139,7 @@ def test_ids_are_kept_exactly_as_the_api_sends_them() -> None:
     rows = [gate(_account(id=value)) for value in ("0042", 42, "001A000001XyZ")]
 
     assert [row["id"] for row in rows if row] == ["0042", 42, "001A000001XyZ"]
-    assert ledger.ids == {"0042", 42, "001A000001XyZ"}
+    assert (ledger.received, ledger.without_id) == (3, 0)
     assert ledger.drift_report(ACCOUNT) == {"id": "not bigint (kept as sent) in 2 of 3"}
 
 
@@ -151,36 +151,34 @@ def test_a_value_that_does_not_fit_loads_as_null_and_is_set_aside() -> None:
 
     assert row is not None
     assert (row["annual_revenue"], row["status"], row["employee_count"]) == (None, None, 120)
-    (aside,) = ledger.set_aside_values
+    (aside,) = ledger.take_rejections()
     assert (aside.record_id, aside.field, aside.value) == (2, "annual_revenue", "lots")
     assert aside.reason == "field 'annual_revenue': expected decimal, got str"
     assert ledger.drift_report(ACCOUNT) == {
         "status": "null in 1 of 1",
         "annual_revenue": "1 values not decimal, set aside in _quarantine",
     }
-    assert ledger.withheld == []
-    assert ledger.reconcile().landed == 1
+    assert (ledger.withheld, ledger.values_set_aside) == (0, 1)
 
 
 def test_a_scalar_where_an_object_is_declared_is_set_aside_per_column() -> None:
     ledger = ResourceLedger("account")
 
     row = RecordGate("account", ledger)(_account(address="1 Main St, Lyon"))
+    set_aside = ledger.take_rejections()
 
     assert row is not None
     assert [row[f"address__{f}"] for f in ("street", "city", "postal_code", "country")] == [
         None
     ] * 4
-    assert {r.field for r in ledger.set_aside_values} == {
+    assert {r.field for r in set_aside} == {
         "address__street",
         "address__city",
         "address__postal_code",
         "address__country",
     }
-    assert {r.value for r in ledger.set_aside_values} == {"1 Main St, Lyon"}
-    assert {r.reason for r in ledger.set_aside_values} == {
-        "field 'address': expected object, got str"
-    }
+    assert {r.value for r in set_aside} == {"1 Main St, Lyon"}
+    assert {r.reason for r in set_aside} == {"field 'address': expected object, got str"}
     assert ledger.drifts[("address__city", "absent")] == 0
 
 
@@ -195,10 +193,11 @@ def test_records_without_a_usable_id_are_withheld_and_counted() -> None:
     assert gate("not an object") is None  # type: ignore[arg-type]
     assert gate(_account(id=1)) is not None
 
-    assert (ledger.received, ledger.ids, ledger.duplicate_ids) == (6, {1}, 1)
-    assert (ledger.without_id, ledger.quarantined) == (4, 0)
-    assert all(r.field is None for r in ledger.withheld)
-    assert [r.reason for r in ledger.withheld][:3] == [
+    withheld = ledger.take_rejections()
+    assert (ledger.received, ledger.without_id, ledger.withheld, ledger.quarantined) == (6, 4, 4, 0)
+    assert not ledger.reconcile(landed=1).passed  # 4 without id
+    assert all(r.field is None for r in withheld)
+    assert [r.reason for r in withheld][:3] == [
         "field 'id': no usable id (missing)",
         "field 'id': no usable id (str)",
         "field 'id': no usable id (bool)",
@@ -213,14 +212,16 @@ def test_strict_mode_withholds_the_whole_record() -> None:
     assert gate(_account(id=2, annual_revenue="lots")) is None
     assert gate(_account(id=3, status=None)) is None
 
-    assert (ledger.quarantined, ledger.withheld_ids, ledger.set_aside_values) == (2, {2, 3}, [])
-    reasons = [r.reason for r in ledger.withheld]
+    withheld = ledger.take_rejections()
+    assert (ledger.quarantined, ledger.values_set_aside) == (2, 0)
+    assert [(r.record_id, r.field) for r in withheld] == [(2, None), (3, None)]
+    reasons = [r.reason for r in withheld]
     assert reasons == [
         "field 'annual_revenue': expected decimal, got str",
         "field 'status': expected non-null text, got NoneType",
     ]
     assert all("lots" not in reason for reason in reasons)
-    assert not ledger.reconcile().passed
+    assert not ledger.reconcile(landed=1).passed
 
 
 def _quarantine(warehouse: WarehouseResource) -> list[tuple[object, ...]]:

@@ -23,7 +23,6 @@ from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.probe import ProbeError, probe
 from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
-from crm_assets.sync.post_load import follow_up_load
 from crm_assets.sync.progress import ProgressReporter
 from crm_assets.warehouse.resource import (
     DEFAULT_DATASET,
@@ -31,7 +30,7 @@ from crm_assets.warehouse.resource import (
     WAREHOUSE_POOL,
     WarehouseResource,
 )
-from crm_assets.warehouse.tables import existing_tables, mark_deleted, newest, row_counts
+from crm_assets.warehouse.tables import landed_ids, mark_deleted, newest, row_counts
 
 
 def _last_load_id(pipeline: dlt.Pipeline) -> str | None:
@@ -71,28 +70,24 @@ def _finish_sync(
     results: list[dg.MaterializeResult],
     pipeline: dlt.Pipeline,
     ledger: SyncLedger,
-    loader_file_format: str,
     api_totals: dict[str, int | None] | None,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Quarantine, empty tables and deletion marks, then each table's metadata and checks.
+    """Deletion marks, then each table's metadata and checks (quarantine rows and empty tables
+    came in the sync's own load).
 
     `api_totals` (unfiltered) marks an incremental sync: it saw only changed records, so it
     marks no deletions and reconciles the table's live rows with the API's total instead.
     """
     tables = [r.asset_key.path[-1] for r in results if r.asset_key]
-    with pipeline.sql_client() as client:
-        missing = set(tables) - existing_tables(client, tables)
-    follow_up_load(
-        pipeline, ledger.rejections(), sorted(missing), _last_load_id(pipeline), loader_file_format
-    )
+    load_id = _last_load_id(pipeline)
     now = datetime.now(UTC)
     with pipeline.sql_client() as client:
         for result, table in zip(results, tables, strict=True):
             seen = ledger[table]
-            reconciliation = seen.reconcile()
+            reconciliation = seen.reconcile(landed_ids(client, table, load_id))
             # Absent ids mean deleted only when the sync provably saw everything the API has.
-            if reconciliation.passed and api_totals is None:
-                marks = DeletionMarks(*mark_deleted(client, table, seen.ids, now))
+            if reconciliation.passed and api_totals is None and load_id is not None:
+                marks = DeletionMarks(*mark_deleted(client, table, load_id, now))
             else:
                 marks = DeletionMarks(None, None)
             rows, live = row_counts(client, table)
@@ -105,7 +100,7 @@ def _finish_sync(
                 "live_rows": dg.MetadataValue.int(live),
                 "records_received": dg.MetadataValue.int(seen.received),
                 "records_quarantined": dg.MetadataValue.int(seen.quarantined),
-                "values_set_aside": dg.MetadataValue.int(len(seen.set_aside_values)),
+                "values_set_aside": dg.MetadataValue.int(seen.values_set_aside),
                 "records_without_id": dg.MetadataValue.int(seen.without_id),
                 "api_total": reconciliation.api_total,
                 "sync_mode": reconciliation.mode,
@@ -176,7 +171,7 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
             tables = [r.asset_key.path[-1] for r in results if r.asset_key]
             totals = _api_totals(crm_api, tables) if incremental else None
             yield from _finish_sync(  # type: ignore[arg-type]
-                context, results, pipeline, ledger, warehouse.loader_file_format, totals
+                context, results, pipeline, ledger, totals
             )
         except PipelineStepFailed as failure:
             secrets = [crm_api.resolved_api_key()]

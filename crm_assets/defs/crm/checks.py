@@ -66,7 +66,7 @@ class DeletionMarks:
 def _drift_result(ledger: ResourceLedger) -> dg.AssetCheckResult:
     """WARN naming each drifted field and how often; the rows loaded all the same."""
     report = ledger.drift_report(declared_columns(ledger.resource))
-    withheld = len(ledger.withheld)
+    withheld = ledger.withheld
     summary = [f"{name}: {how}" for name, how in report.items()]
     if withheld:
         summary.append(f"{withheld} records withheld whole (see _quarantine)")
@@ -79,7 +79,7 @@ def _drift_result(ledger: ResourceLedger) -> dg.AssetCheckResult:
         metadata={
             **{f"field {name}": how for name, how in report.items()},
             "fields_drifted": len(report),
-            "values_set_aside": len(ledger.set_aside_values),
+            "values_set_aside": ledger.values_set_aside,
             "records_withheld": withheld,
             "records_without_id": ledger.without_id,
         },
@@ -103,8 +103,7 @@ def sync_check_results(
             metadata={
                 "api_total": reconciliation.api_total,
                 "records_received": reconciliation.received,
-                "distinct_ids": reconciliation.distinct_ids,
-                "rows_landed": reconciliation.landed,
+                "distinct_ids_landed": reconciliation.landed,
                 "records_withheld": reconciliation.withheld,
                 "records_without_id": reconciliation.without_id,
                 "sync_mode": reconciliation.mode,

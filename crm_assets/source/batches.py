@@ -1,0 +1,302 @@
+"""Gated rows to pyarrow tables, and set-aside values to `_quarantine`, in the sync's own load.
+
+dlt normalises Python dicts row by row; pyarrow tables it writes to parquet as they are. The
+declared schema is exactly the arrow schema a batch needs, so rows that carry only declared
+fields leave here as arrow tables of `BATCH_ROWS`. A row with undeclared fields, or a batch
+whose ids are of mixed types or clash with a column already loaded, stays a dict: dlt then
+names, types and evolves as before (and its contract refuses what must not change).
+
+Quarantine rows are yielded to the `_quarantine` table from the same resource, so they commit
+with the rows they belong to: a failed sync leaves neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.json import json as dlt_json
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.schema import Schema
+from dlt.common.schema.detections import is_iso_timestamp
+from dlt.extract.resource import DltResource
+
+from crm_assets.source.ledger import Rejection
+from crm_assets.source.records import RecordGate
+from crm_assets.source.schema import (
+    DECIMAL_PRECISION,
+    DECIMAL_SCALE,
+    DELETED_AT,
+    PRIMARY_KEY,
+    Column,
+)
+
+BATCH_ROWS = 10_000
+QUARANTINE_TABLE = "_quarantine"
+DLT_LOAD_ID, DLT_ID = "_dlt_load_id", "_dlt_id"
+# One row per value set aside (`field` names it) or record withheld whole (`field` NULL).
+# `raw_value` is the API's value as JSON text: a JSON column would turn scalars into NULL.
+QUARANTINE_COLUMNS: list[dict[str, Any]] = [
+    {"name": "resource", "data_type": "text", "nullable": False},
+    {"name": "record_id", "data_type": "text", "nullable": True},
+    {"name": "field", "data_type": "text", "nullable": True},
+    {"name": "reason", "data_type": "text", "nullable": False},
+    {"name": "raw_value", "data_type": "text", "nullable": True},
+    {"name": "sync_load_id", "data_type": "text", "nullable": True},
+    {"name": "quarantined_at", "data_type": "timestamp", "nullable": False, "timezone": True},
+]
+# What dlt adds to each row it normalises; arrow rows carry them too, so either kind of row
+# fits a table the other created.
+DLT_ROW_COLUMNS: list[dict[str, Any]] = [
+    {"name": DLT_LOAD_ID, "data_type": "text", "nullable": False},
+    {"name": DLT_ID, "data_type": "text", "nullable": False, "unique": True, "row_key": True},
+]
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+    "text": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "json": pa.string(),  # JSON text, as dlt itself writes a json column to parquet
+}
+_NOT_NULL = {PRIMARY_KEY, DLT_LOAD_ID, DLT_ID}
+_NAMING = NamingConvention()  # dlt's default; the source schema's own when there is one
+_ID_TYPES: dict[type, tuple[str, pa.DataType]] = {
+    int: ("bigint", pa.int64()),
+    str: ("text", pa.string()),
+}
+
+
+def _load_id() -> str | None:
+    """The load package being extracted (None outside a pipeline run)."""
+    try:
+        return dlt.current.load_package_state()["load_id"]  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def _current_schema() -> Schema | None:
+    try:
+        return dlt.current.source_schema()
+    except Exception:
+        return None
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A row with undeclared objects flattened to `<object>__<field>` as dlt would; None when
+    a value is a list (dlt makes a nested table of it: only dlt's own path does that)."""
+    if not any(type(v) is dict or type(v) is list for v in row.values()):
+        return row
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        if type(value) is list:
+            return None
+        if type(value) is dict:
+            inner = _flat({f"{key}__{k}": v for k, v in value.items()})
+            if inner is None:
+                return None
+            flat.update(inner)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _undeclared_type(values: list[Any]) -> tuple[str, pa.DataType] | None:
+    """The one type dlt would give an undeclared field with these values, if arrow can say it
+    the same way; None for mixed types, or text dlt would detect as a timestamp."""
+    kinds = {type(v) for v in values if v is not None}
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    if kind is str:
+        first = next(v for v in values if v is not None)
+        return None if is_iso_timestamp(str, first) else _SCALARS[str]
+    return _SCALARS.get(kind)
+
+
+_SCALARS: dict[type, tuple[str, pa.DataType]] = {
+    bool: ("bool", pa.bool_()),
+    int: ("bigint", pa.int64()),
+    float: ("double", pa.float64()),
+    str: ("text", pa.string()),
+}
+
+
+class ArrowBatcher:
+    """Turns gated rows of one resource into arrow tables with the declared column types.
+
+    Undeclared fields come along when dlt would type them the same way (one scalar type per
+    batch); the names are dlt's, so either path adds the same column.
+    """
+
+    def __init__(self, table: str, columns: Iterable[Column]) -> None:
+        self.table = table
+        self._fields = [
+            (c.name, c.data_type, _ARROW_TYPES[c.data_type])
+            for c in columns
+            if not c.is_primary_key and c.name != DELETED_AT
+        ]
+        self._declared = {PRIMARY_KEY, DELETED_AT, *(name for name, _, _ in self._fields)}
+        self.width = len(self._declared)
+
+    def arrow_ready(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """The row as the arrow path takes it, or None when only dlt's dict path can."""
+        if len(row) == self.width:
+            return row
+        if not self._declared.issubset(row):
+            return None
+        extra = {k: v for k, v in row.items() if k not in self._declared}
+        flat = _flat(extra)
+        if flat is None or flat is extra:
+            return None if flat is None else row
+        return {**{k: v for k, v in row.items() if k in self._declared}, **flat}
+
+    def table_of(self, rows: list[dict[str, Any]], load_id: str) -> pa.Table | None:
+        """The rows as one arrow table, or None when dlt must see them as dicts."""
+        id_class = type(rows[0][PRIMARY_KEY])
+        if id_class not in _ID_TYPES or any(type(r[PRIMARY_KEY]) is not id_class for r in rows):
+            return None
+        id_type_name, id_type = _ID_TYPES[id_class]
+        extra = [
+            key
+            for key in dict.fromkeys(k for r in rows if len(r) != self.width for k in r)
+            if key not in self._declared
+        ]
+        schema = _current_schema()
+        loaded = _loaded_types(schema, self.table)
+        if loaded.get(PRIMARY_KEY, id_type_name) != id_type_name:
+            return None
+        if any(loaded.get(name, type_name) != type_name for name, type_name, _ in self._fields):
+            return None
+        arrays: dict[str, pa.Array] = {
+            PRIMARY_KEY: pa.array([r[PRIMARY_KEY] for r in rows], id_type)
+        }
+        try:
+            for name, type_name, arrow_type in self._fields:
+                values = [r[name] for r in rows]
+                if type_name == "json":
+                    values = [None if v is None else dlt_json.dumps(v) for v in values]
+                arrays[name] = pa.array(values, arrow_type)
+            naming = schema.naming if schema is not None else _NAMING
+            for key in extra:
+                values = [r.get(key) for r in rows]
+                if all(v is None for v in values):
+                    continue  # dlt adds no column for nulls alone either
+                typed, name = _undeclared_type(values), naming.normalize_path(key)
+                if (
+                    typed is None
+                    or name in self._declared
+                    or loaded.get(name, typed[0]) != typed[0]
+                ):
+                    return None
+                arrays[key] = pa.array(values, typed[1])
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            return None
+        n = len(rows)
+        arrays[DELETED_AT] = pa.nulls(n, _ARROW_TYPES["timestamp"])
+        arrays[DLT_LOAD_ID] = pa.array([load_id] * n, pa.string())
+        arrays[DLT_ID] = pa.array(generate_dlt_ids(n), pa.string())
+        fields = [
+            pa.field(name, array.type, nullable=name not in _NOT_NULL)
+            for name, array in arrays.items()
+        ]
+        return pa.table(arrays, schema=pa.schema(fields))
+
+    def empty(self, id_type_name: str) -> pa.Table:
+        """No rows, every declared column typed: a resource with no records still gets its table."""
+        id_type = _ARROW_TYPES.get(id_type_name, pa.string())
+        fields = [pa.field(PRIMARY_KEY, id_type, nullable=False)]
+        fields += [pa.field(name, arrow_type) for name, _, arrow_type in self._fields]
+        fields += [
+            pa.field(DELETED_AT, _ARROW_TYPES["timestamp"]),
+            pa.field(DLT_LOAD_ID, pa.string(), nullable=False),
+            pa.field(DLT_ID, pa.string(), nullable=False),
+        ]
+        return pa.schema(fields).empty_table()
+
+
+def _loaded_types(schema: Schema | None, table: str) -> Mapping[str, str]:
+    """The columns' data types as dlt's schema already knows them (empty when unknown)."""
+    if schema is None or table not in schema.tables:
+        return {}
+    columns = schema.get_table_columns(table)
+    return {name: column["data_type"] for name, column in columns.items() if "data_type" in column}
+
+
+def quarantine_rows(rejections: list[Rejection], load_id: str | None) -> Any:
+    """Rejections as `_quarantine` rows, routed there with that table's own hints."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "resource": r.resource,
+            "record_id": None if r.record_id is None else str(r.record_id),
+            "field": r.field,
+            "reason": r.reason,
+            "raw_value": json.dumps(r.value, default=str),
+            "sync_load_id": load_id,
+            "quarantined_at": now,
+        }
+        for r in rejections
+    ]
+    return dlt.mark.with_table_name(rows, QUARANTINE_TABLE)
+
+
+def add_quarantine_table(resource: DltResource) -> DltResource:
+    """Declares `_quarantine` as a second table of `resource`: appended, with its own columns.
+
+    A table variant starts from the resource's hints (merge on `id`, the resource's columns);
+    those are cleared first so only the quarantine's own remain.
+    """
+    variant = {"table_name": QUARANTINE_TABLE, "create_table_variant": True}
+    resource.apply_hints(**variant, write_disposition="append", primary_key=[], columns=[])
+    resource.apply_hints(**variant, columns=QUARANTINE_COLUMNS)
+    return resource
+
+
+def gated_batches(
+    records: Iterable[Any], gate: RecordGate, batcher: ArrowBatcher, id_type_name: str
+) -> Iterator[Any]:
+    """Every record through the gate; rows out in arrow batches (or dicts), rejections along."""
+    load_id = _load_id() or ""
+    ledger = gate.ledger
+    batch: list[dict[str, Any]] = []
+    loose: list[dict[str, Any]] = []
+    emitted = False
+    for record in records:
+        row = gate(record)
+        if row is not None:
+            ready = batcher.arrow_ready(row)
+            if ready is None:
+                loose.append(row)
+            else:
+                batch.append(ready)
+        if len(batch) + len(loose) >= BATCH_ROWS:
+            yield from _flush(batch, loose, batcher, load_id)
+            batch, loose, emitted = [], [], True
+            if rejections := ledger.take_rejections():
+                yield quarantine_rows(rejections, load_id or None)
+    if batch or loose:
+        yield from _flush(batch, loose, batcher, load_id)
+    elif not emitted:
+        yield batcher.empty(id_type_name)
+    if rejections := ledger.take_rejections():
+        yield quarantine_rows(rejections, load_id or None)
+
+
+def _flush(
+    batch: list[dict[str, Any]], loose: list[dict[str, Any]], batcher: ArrowBatcher, load_id: str
+) -> Iterator[Any]:
+    table = batcher.table_of(batch, load_id) if batch and load_id else None
+    if table is not None:
+        yield table
+    elif batch:
+        yield batch
+    if loose:
+        yield loose
