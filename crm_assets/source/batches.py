@@ -36,7 +36,7 @@ from crm_assets.source.schema import (
     Column,
 )
 
-BATCH_ROWS = 10_000
+BATCH_ROWS = 5_000
 QUARANTINE_TABLE = "_quarantine"
 DLT_LOAD_ID, DLT_ID = "_dlt_load_id", "_dlt_id"
 # One row per value set aside (`field` names it) or record withheld whole (`field` NULL).
