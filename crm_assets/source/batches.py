@@ -13,6 +13,7 @@ with the rows they belong to: a failed sync leaves neither.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +73,32 @@ _ID_TYPES: dict[type, tuple[str, pa.DataType]] = {
     int: ("bigint", pa.int64()),
     str: ("text", pa.string()),
 }
+
+
+class _JsonAsTextNote(logging.Filter):
+    """Drops dlt's per-batch warning that a declared `json` column arrives as arrow text.
+
+    That is how dlt itself writes json to parquet, and every batch of a resource with a json
+    column would repeat it; dlt's INFO lines still name each column.
+    """
+
+    def __init__(self, resources: Iterable[str]) -> None:
+        super().__init__()
+        self._prefixes = tuple(
+            f"In resource: {name}, when merging arrow schema" for name in resources
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.WARNING and record.getMessage().startswith(self._prefixes)
+        )
+
+
+def quiet_json_as_text(resources: Iterable[str]) -> None:
+    """Installs `_JsonAsTextNote` on dlt's logger once per process."""
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _JsonAsTextNote) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_JsonAsTextNote(resources))
 
 
 def _load_id() -> str | None:
@@ -280,8 +307,9 @@ def gated_batches(
         if len(batch) + len(loose) >= BATCH_ROWS:
             yield from _flush(batch, loose, batcher, load_id)
             batch, loose, emitted = [], [], True
-            if rejections := ledger.take_rejections():
-                yield quarantine_rows(rejections, load_id or None)
+        if len(ledger.pending) >= BATCH_ROWS or (ledger.pending and not batch and emitted):
+            # with the rows just flushed, or on their own when every record is set aside
+            yield quarantine_rows(ledger.take_rejections(), load_id or None)
     if batch or loose:
         yield from _flush(batch, loose, batcher, load_id)
     elif not emitted:

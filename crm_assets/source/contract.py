@@ -22,6 +22,7 @@ from crm_assets.source.batches import (
     ArrowBatcher,
     add_quarantine_table,
     gated_batches,
+    quiet_json_as_text,
 )
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.paging import CrmOffsetPaginator
@@ -170,6 +171,7 @@ def crm_source(base_url: str, api_key: str, options: SyncOptions | None = None) 
     ahead concurrently too.
     """
     options = options or SyncOptions()
+    quiet_json_as_text(crm_resource_names())
     api = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
     resources = [_gated(api.resources[name], options) for name in crm_resource_names()]
 

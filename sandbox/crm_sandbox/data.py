@@ -210,6 +210,9 @@ class CrmStore:
             for name in SANDBOX_RESOURCES
         }
         self._raw_keys = itertools.count(-1, -1)
+        # Filtered / sorted listings, kept until the next write: paging one filter must not
+        # rescan every record per page.
+        self._listings: dict[tuple[str, bool, datetime | None], list[Record]] = {}
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -232,9 +235,15 @@ class CrmStore:
             if updated_since is None and not newest_first:
                 chosen = list(islice(table.values(), offset, offset + limit))
                 return copy.deepcopy(chosen), len(table)
-            rows = [r for r in table.values() if _changed_since(r, updated_since)]
-            if newest_first:
-                rows.sort(key=lambda r: (str(r.get("updated_at")), str(r.get("id"))), reverse=True)
+            key = (resource, newest_first, updated_since)
+            rows = self._listings.get(key)
+            if rows is None:
+                rows = [r for r in table.values() if _changed_since(r, updated_since)]
+                if newest_first:
+                    rows.sort(
+                        key=lambda r: (str(r.get("updated_at")), str(r.get("id"))), reverse=True
+                    )
+                self._listings[key] = rows
             return copy.deepcopy(rows[offset : offset + limit]), len(rows)
 
     def records(self, resource: str) -> list[Record]:
@@ -248,6 +257,7 @@ class CrmStore:
     def insert(self, resource: str, fields: Mapping[str, Any]) -> Record:
         """Adds a generated record with the next id, `fields` on top, and fresh timestamps."""
         with self._lock:
+            self._listings.clear()
             table = self._records[resource]
             record_id = max(max(table, default=0), 0) + 1
             sizes = {name: len(records) for name, records in self._records.items()}
@@ -263,6 +273,7 @@ class CrmStore:
     def update(self, resource: str, record_id: int, fields: Mapping[str, Any]) -> Record:
         """Changes fields of a record and moves its `updated_at` forward."""
         with self._lock:
+            self._listings.clear()
             table = self._records[resource]
             if record_id not in table:
                 raise UnknownRecordError(f"{resource} {record_id}")
@@ -273,6 +284,7 @@ class CrmStore:
     def put_raw(self, resource: str, record: Mapping[str, Any]) -> int:
         """Serves `record` exactly as given (no id, wrong types...); returns a key to delete it."""
         with self._lock:
+            self._listings.clear()
             key = next(self._raw_keys)
             self._records[resource][key] = copy.deepcopy(dict(record))
             return key
@@ -289,5 +301,6 @@ class CrmStore:
 
     def delete(self, resource: str, record_id: int) -> None:
         with self._lock:
+            self._listings.clear()
             if self._records[resource].pop(record_id, None) is None:
                 raise UnknownRecordError(f"{resource} {record_id}")
