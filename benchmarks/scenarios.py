@@ -3,9 +3,9 @@ the plain-fetch limit and the seed's config on plain dlt defaults.
 
 S1 many records, no latency; S2 latency per request; S3 the same under a server rate limit;
 S4 an incremental sync after 1% of the records changed, at S1's size (the issue's 1M-record CRM:
-a run's fixed start-up, ~2.5 s of Dagster and dlt, is 5% of a full sync only at that scale). Each variant runs in a child process, so
-its peak RSS is its own. Writes a markdown table (and a PNG chart when matplotlib is installed)
-and says, per target, met or not. Numbers, not a test.
+a run's fixed start-up, ~2.5 s of Dagster and dlt, is 5% of a full sync only at that scale).
+Each variant runs in a child process, so its peak RSS is its own. Writes a markdown table (and a
+PNG chart when matplotlib is installed) and says, per target, met or not. Numbers, not a test.
 """
 
 from __future__ import annotations

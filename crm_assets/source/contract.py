@@ -6,16 +6,17 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
+from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api import RESTAPIConfig, rest_api_source
-from requests import Session
+from requests import PreparedRequest, Request, Session
 
 from crm_assets.source.batches import (
     DLT_ROW_COLUMNS,
@@ -83,6 +84,16 @@ class SyncOptions:
     strict: bool = False  # withhold whole records instead of values that do not fit
     prefetcher: PagePrefetcher | None = None  # fetch pages ahead, concurrently
     incremental: Incremental | None = None  # only records changed since the last sync
+    warm: Callable[[str], None] | None = None  # starts fetching a resource's first page
+
+
+def _filter(name: str, options: SyncOptions) -> dict[str, str]:
+    """The incremental filter for one resource's requests ({} on a full sync)."""
+    since = options.incremental.since.get(name) if options.incremental else None
+    if options.incremental is None or since is None:
+        return {}
+    # inclusive: a record changed in the same instant as the newest one loaded is read again
+    return {options.incremental.param: iso_utc(since)}
 
 
 def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
@@ -95,11 +106,22 @@ def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
             options.page_size, options.ledger[name], options.prefetcher
         ),
     }
-    since = options.incremental.since.get(name) if options.incremental else None
-    if options.incremental is not None and since is not None:
-        # inclusive: a record changed in the same instant as the newest one loaded is read again
-        endpoint["params"] = {options.incremental.param: iso_utc(since)}
+    if params := _filter(name, options):
+        endpoint["params"] = params
     return endpoint
+
+
+def _first_page(base_url: str, api_key: str, name: str, options: SyncOptions) -> PreparedRequest:
+    """The request dlt's client will send first for `name`, to fetch it before dlt gets there."""
+    params = {
+        **_filter(name, options),
+        "offset": 0,
+        "limit": options.page_size,
+        API_KEY_PARAM: api_key,
+    }
+    request = Request("GET", join_url(base_url, endpoint_path(name)), params=params)
+    # Through the session, so its hooks (JSON parsed once) apply as to every other page.
+    return options.session.prepare_request(request) if options.session else request.prepare()
 
 
 def rest_api_config(
@@ -137,6 +159,16 @@ def rest_api_config(
     }
 
 
+def _selected_names(own: str) -> list[str]:
+    """The resources this run extracts, own first: their first pages can all be under way
+    before dlt reaches them (unselected ones are never requested)."""
+    try:
+        selected = list(dlt.current.source().selected_resources)
+    except Exception:
+        selected = []
+    return [own, *(name for name in selected if name != own)]
+
+
 def _gated(api_resource: DltResource, options: SyncOptions) -> DltResource:
     """The API resource's records through the record gate, out as arrow batches.
 
@@ -149,6 +181,9 @@ def _gated(api_resource: DltResource, options: SyncOptions) -> DltResource:
     id_type = key.data_type if key else "bigint"
 
     def rows() -> Iterator[Any]:
+        if options.warm is not None:
+            for selected in _selected_names(name):
+                options.warm(selected)  # once per resource: the prefetcher ignores repeats
         yield from gated_batches(api_resource, gate, batcher, id_type)
 
     resource = dlt.resource(
@@ -166,13 +201,20 @@ def crm_source(base_url: str, api_key: str, options: SyncOptions | None = None) 
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice.
 
     The seed's `rest_api_source` reads the API; each of its resources is read through the
-    record gate by a resource of the same name (see `batches.py`). The resources extract in
-    parallel (dlt's `parallelized`); with a prefetcher, the pages of each resource are fetched
-    ahead concurrently too.
+    record gate by a resource of the same name (see `batches.py`). With a prefetcher, every
+    resource's first page is requested right away and the rest fetched ahead concurrently,
+    while dlt reads the resources in turn.
     """
     options = options or SyncOptions()
     quiet_json_as_text(crm_resource_names())
     api = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
+    if options.prefetcher is not None:
+        prefetcher = options.prefetcher
+
+        def warm(name: str) -> None:
+            prefetcher.warm(_first_page(base_url, api_key, name, options))
+
+        options = replace(options, warm=warm)
     resources = [_gated(api.resources[name], options) for name in crm_resource_names()]
 
     def crm() -> list[DltResource]:

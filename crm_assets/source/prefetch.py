@@ -19,10 +19,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from requests import PreparedRequest, Response
+from requests.hooks import dispatch_hook
 
 Send = Callable[..., Response]
-# Pages fetched ahead but not yet read, per resource, as a multiple of the concurrency: enough
-# to keep every connection busy, bounded so a slow consumer never holds a whole resource.
+# Pages fetched ahead but not yet read, per resource, by default a multiple of the concurrency:
+# enough to keep every connection busy, bounded so a slow consumer never holds a whole resource.
 _WINDOW_FACTOR = 2
 
 
@@ -46,14 +47,19 @@ def _page_key(url: str) -> tuple[str, ...]:
 class PagePrefetcher:
     """Wraps a session's `send`: serves planned pages from concurrent fetches, sends the rest."""
 
-    def __init__(self, send: Send, max_concurrent: int) -> None:
+    def __init__(
+        self, send: Send, max_concurrent: int, window: int | None = None, timeout_s: float = 30.0
+    ) -> None:
         self._send = send
         self.max_concurrent = max(1, max_concurrent)
+        self.window = window or self.max_concurrent * _WINDOW_FACTOR
+        self.timeout_s = timeout_s
         self._pool = ThreadPoolExecutor(self.max_concurrent, thread_name_prefix="crm-page")
         self._lock = threading.Lock()
         self._last: dict[str, tuple[PreparedRequest, dict[str, Any]]] = {}  # path -> request
         self._planned: dict[str, deque[int]] = {}  # path -> offsets not yet submitted
         self._fetched: dict[str, dict[tuple[str, ...], Future[Response]]] = {}  # path -> pages
+        self._warmed: dict[tuple[str, ...], list[Any]] = {}  # page -> hooks it was sent with
         self.prefetched = 0
 
     def __deepcopy__(self, memo: dict[int, object]) -> PagePrefetcher:
@@ -62,20 +68,64 @@ class PagePrefetcher:
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         """Installed as the session's `send`."""
         path = urlsplit(request.url or "").path
+        key = _page_key(request.url or "")
         with self._lock:
-            future = self._fetched.get(path, {}).pop(_page_key(request.url or ""), None)
+            future = self._fetched.get(path, {}).pop(key, None)
+            warmed_with = self._warmed.pop(key, None)
             self._last[path] = (request, kwargs)
         if future is None:
             return self._send(request, **kwargs)
         self._top_up(path)
-        return future.result()  # an error raises here, as if the request were sent now
+        response = future.result()  # an error raises here, as if the request were sent now
+        if warmed_with is not None:
+            # The first page was fetched before dlt built its request: run the hooks dlt's
+            # request carries (its status check among them) that ours did not.
+            hooks = [h for h in request.hooks.get("response", []) if h not in warmed_with]
+            response = dispatch_hook("response", {"response": hooks}, response, **kwargs)
+        return response  # type: ignore[no-any-return]
 
     def plan(self, path: str, offsets: Iterable[int]) -> None:
-        """Fetch these offsets of `path` ahead, in order, like the last request sent for it."""
+        """Fetch these offsets of `path` ahead, in order, like the last request sent for it.
+
+        A path already planned (by `warm`) keeps its plan.
+        """
         with self._lock:
+            if path in self._planned:
+                return
             self._planned[path] = deque(offsets)
             self._fetched.setdefault(path, {})
         self._top_up(path)
+
+    def warm(self, request: PreparedRequest) -> None:
+        """Fetches a resource's first page now, and plans the rest as soon as it answers.
+
+        Called when the source is built, so paging overlaps dlt's own start-up and every
+        resource is under way before dlt reaches it. The plan follows the rule the paginator
+        applies: the page size the server honoured, up to `total`. If dlt's own first request
+        differs (another URL), this page is simply not used.
+        """
+        url = request.url or ""
+        path = urlsplit(url).path
+        kwargs = {"timeout": self.timeout_s}
+        with self._lock:
+            if path in self._last or path in self._fetched:
+                return  # already warm, or dlt is already paging it
+            self._last[path] = (request, kwargs)
+            future = self._pool.submit(self._send, request, **kwargs)
+            self._fetched.setdefault(path, {})[_page_key(url)] = future
+            self._warmed[_page_key(url)] = list(request.hooks.get("response", []))
+        future.add_done_callback(lambda done: self._plan_from_first(path, done))
+
+    def _plan_from_first(self, path: str, done: Future[Response]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # dlt's own request gets the error, with its retries
+        try:
+            body = done.result().json()
+            received, total = len(body["data"]), body["total"]
+        except (ValueError, KeyError, TypeError):
+            return  # the paginator reports what is wrong with the page
+        if isinstance(total, int) and 0 < received < total:
+            self.plan(path, range(received, total, received))
 
     def cancel(self, path: str) -> None:
         """Drop what is planned or fetched for `path`: the paginator goes on by itself."""
@@ -90,7 +140,7 @@ class PagePrefetcher:
             if not planned or fetched is None or path not in self._last:
                 return
             template, kwargs = self._last[path]
-            while planned and len(fetched) < self.max_concurrent * _WINDOW_FACTOR:
+            while planned and len(fetched) < self.window:
                 request = template.copy()
                 request.prepare_url(with_offset(template.url or "", planned.popleft()), None)
                 key = _page_key(request.url or "")
@@ -107,8 +157,10 @@ class PagePrefetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def install(session: Any, max_concurrent: int) -> PagePrefetcher:
+def install(
+    session: Any, max_concurrent: int, window: int | None = None, timeout_s: float = 30.0
+) -> PagePrefetcher:
     """A prefetcher in front of `session.send` (which keeps its retries and rate limit)."""
-    prefetcher = PagePrefetcher(session.send, max_concurrent)
+    prefetcher = PagePrefetcher(session.send, max_concurrent, window, timeout_s)
     session.send = prefetcher.send
     return prefetcher

@@ -42,6 +42,37 @@ def test_with_offset_changes_only_the_offset() -> None:
     assert with_offset(URL, 300) == "http://127.0.0.1:9/v1/account?offset=300&limit=100&api_key=k"
 
 
+class _Pages(_Sender):
+    """Answers like the CRM: 250 records, a page of 100 (the JSON parsed, as the session does)."""
+
+    def __call__(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        response = super().__call__(request, **kwargs)
+        offset = int((request.url or "").split("offset=")[1].split("&")[0])
+        body = {"data": [{"id": i} for i in range(offset, min(offset + 100, 250))], "total": 250}
+        response.json = lambda *a, **k: body  # type: ignore[method-assign]
+        return response
+
+
+def test_a_warm_first_page_plans_the_rest_and_dlt_hooks_still_run() -> None:
+    sender = _Pages()
+    prefetcher = PagePrefetcher(sender, max_concurrent=2)
+    seen: list[str] = []
+    try:
+        prefetcher.warm(_request(URL))
+        prefetcher.warm(_request(URL))  # a repeat is ignored
+        dlt_request = _request(URL)
+        dlt_request.hooks["response"].append(lambda r, *a, **k: seen.append(r.url))
+        first = prefetcher.send(dlt_request)
+        for offset in (100, 200):
+            prefetcher.send(_request(with_offset(URL, offset)))
+    finally:
+        prefetcher.close()
+    assert len(first.json()["data"]) == 100
+    assert seen == [URL]  # the status check dlt's request carries ran on the warm page
+    offsets = sorted(int(url.split("offset=")[1].split("&")[0]) for url in sender.sent)
+    assert offsets == [0, 100, 200]  # planned from the warm page, each fetched once
+
+
 def test_planned_pages_are_fetched_ahead_and_served_once() -> None:
     sender = _Sender()
     prefetcher = PagePrefetcher(sender, max_concurrent=2)

@@ -86,10 +86,10 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         size = min(limit, faults.settings.max_page_size, faults.take_short(resource, offset))
         if faults.take_skip(resource, offset):
             offset += size
-        records, total = store.page(
+        body = store.page_body(
             resource, offset, size, newest_first=sort == "-updated_at", updated_since=since
         )
-        return JSONResponse({"data": records, "total": total})
+        return Response(body, media_type="application/json")
 
     async def admin(request: Request) -> Response:
         """Insert (POST), update (PATCH) or delete (DELETE) records between syncs."""

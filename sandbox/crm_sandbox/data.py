@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from crm_sandbox.dialects import SHAPES
 
 Record = dict[str, Any]
@@ -231,20 +233,46 @@ class CrmStore:
         With `updated_since`, only records changed at or after it are listed and counted.
         """
         with self._lock:
-            table = self._records[resource]  # insertion order is id order: ids only grow
-            if updated_since is None and not newest_first:
-                chosen = list(islice(table.values(), offset, offset + limit))
-                return copy.deepcopy(chosen), len(table)
-            key = (resource, newest_first, updated_since)
-            rows = self._listings.get(key)
-            if rows is None:
-                rows = [r for r in table.values() if _changed_since(r, updated_since)]
-                if newest_first:
-                    rows.sort(
-                        key=lambda r: (str(r.get("updated_at")), str(r.get("id"))), reverse=True
-                    )
-                self._listings[key] = rows
-            return copy.deepcopy(rows[offset : offset + limit]), len(rows)
+            records, total = self._page_unlocked(
+                resource, offset, limit, newest_first, updated_since
+            )
+            return copy.deepcopy(records), total
+
+    def _page_unlocked(
+        self,
+        resource: str,
+        offset: int,
+        limit: int,
+        newest_first: bool,
+        updated_since: datetime | None,
+    ) -> tuple[list[Record], int]:
+        table = self._records[resource]  # insertion order is id order: ids only grow
+        if updated_since is None and not newest_first:
+            return list(islice(table.values(), offset, offset + limit)), len(table)
+        key = (resource, newest_first, updated_since)
+        rows = self._listings.get(key)
+        if rows is None:
+            rows = [r for r in table.values() if _changed_since(r, updated_since)]
+            if newest_first:
+                rows.sort(key=lambda r: (str(r.get("updated_at")), str(r.get("id"))), reverse=True)
+            self._listings[key] = rows
+        return rows[offset : offset + limit], len(rows)
+
+    def page_body(
+        self,
+        resource: str,
+        offset: int,
+        limit: int,
+        newest_first: bool = False,
+        updated_since: datetime | None = None,
+    ) -> bytes:
+        """`page` as the JSON body `{"data": [...], "total": N}`, serialised under the lock (a
+        snapshot without copying every record: the sandbox must not be the slow side)."""
+        with self._lock:
+            records, total = self._page_unlocked(
+                resource, offset, limit, newest_first, updated_since
+            )
+            return orjson.dumps({"data": records, "total": total})
 
     def records(self, resource: str) -> list[Record]:
         """Every record of a resource, in id order (a copy: tests compare against it)."""

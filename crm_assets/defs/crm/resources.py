@@ -102,7 +102,11 @@ class CrmApiResource(dg.ConfigurableResource):
             self.timeout_s, self.retry_policy, limiter, self.max_concurrent_requests
         )
         concurrent = self.max_concurrent_requests > 1
-        prefetcher = install(session, self.max_concurrent_requests) if concurrent else None
+        prefetcher = (
+            install(session, self.max_concurrent_requests, timeout_s=self.timeout_s)
+            if concurrent
+            else None
+        )
         options = SyncOptions(
             session=session,
             page_size=self.page_size,
