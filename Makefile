@@ -55,7 +55,9 @@ clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
 
 # The record gate's cost, then scenarios S1-S4 against a sandbox process (BENCH_ARGS, e.g.
-# "--scenarios S2,S4 --scale 0.2"); writes benchmarks/results/latest.md and .png.
+# "--scenarios S2,S4 --scale 0.2"); writes benchmarks/results/latest.md and .png (matplotlib
+# comes with the `bench` extra).
 bench: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/bench_sync.py
 	$(BIN)/python benchmarks/scenarios.py $(BENCH_ARGS)

@@ -238,14 +238,14 @@ class ArrowBatcher:
 
     def empty(self, id_type_name: str) -> pa.Table:
         """No rows, every declared column typed: a resource with no records still gets its table."""
-        id_type = _ARROW_TYPES.get(id_type_name, pa.string())
-        fields = [pa.field(PRIMARY_KEY, id_type, nullable=False)]
-        fields += [pa.field(name, arrow_type) for name, _, arrow_type in self._fields]
-        fields += [
-            pa.field(DELETED_AT, _ARROW_TYPES["timestamp"]),
-            pa.field(DLT_LOAD_ID, pa.string(), nullable=False),
-            pa.field(DLT_ID, pa.string(), nullable=False),
-        ]
+        types = {
+            PRIMARY_KEY: _ARROW_TYPES.get(id_type_name, pa.string()),
+            **{name: arrow_type for name, _, arrow_type in self._fields},
+            DELETED_AT: _ARROW_TYPES["timestamp"],
+            DLT_LOAD_ID: pa.string(),
+            DLT_ID: pa.string(),
+        }
+        fields = [pa.field(n, t, nullable=n not in _NOT_NULL) for n, t in types.items()]
         return pa.schema(fields).empty_table()
 
 
