@@ -3,13 +3,14 @@
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import duckdb
 import pytest
 
 from crm_assets.source.contract import crm_resource_names
 from crm_assets_tests.conftest import REPO, TEST_KEY
-from crm_sandbox import SandboxServer
+from crm_sandbox import CrmStore, SandboxServer
 from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
 pytestmark = pytest.mark.e2e
@@ -33,8 +34,9 @@ def _materialize(tmp_path: Path, base_url: str, key: str) -> subprocess.Complete
 
 
 def _stored_text(home: Path, key: str) -> list[Path]:
-    """Files under the Dagster instance (event logs, compute logs) that contain `key`."""
-    return [p for p in home.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    """Files under `home` (or `home` itself) that contain `key`."""
+    files = [home] if home.is_file() else [p for p in home.rglob("*") if p.is_file()]
+    return [p for p in files if key.encode() in p.read_bytes()]
 
 
 def test_env_configured_cli_run_syncs_every_table(sandbox: SandboxServer, tmp_path: Path) -> None:
@@ -67,3 +69,44 @@ def test_cli_run_with_a_wrong_key_fails_clearly_without_the_key(
     assert wrong not in output
     assert _stored_text(tmp_path / "dagster_home", wrong) == []
     assert _stored_text(tmp_path / "dlt_pipelines", wrong) == []
+
+
+DEBUG_EVERYWHERE = """\
+telemetry:
+  enabled: false
+python_logs:
+  python_log_level: DEBUG
+  managed_python_loggers: [root, urllib3, requests, dlt, crm_assets]
+"""
+
+
+def test_debug_logging_of_every_library_never_stores_the_key(tmp_path: Path) -> None:
+    # Dagster's documented way to see HTTP traffic: urllib3 and friends captured at DEBUG into
+    # the event log and compute logs. Every request line then carries the key in its query.
+    config = tmp_path / "dagster.yaml"
+    config.write_text(DEBUG_EVERYWHERE)
+    home = prepare_dagster_home(tmp_path / "dagster_home", config)
+    key = "k3y/with+chars=and spaces"  # raw, %-encoded and +-encoded all differ
+    with SandboxServer(CrmStore(150), api_key=key) as sandbox:
+        env = cli_env(
+            dagster_home=home,
+            base_url=sandbox.base_url,
+            api_key=key,
+            duckdb_path=tmp_path / "warehouse.duckdb",
+        )
+        done = subprocess.run(
+            dagster_command("asset", "materialize", "--select", "group:crm"),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    captured = [p for p in home.rglob("*") if p.is_file() and b"GET /v1/lead?" in p.read_bytes()]
+    assert captured, "urllib3's request lines were not captured: the test proves nothing"
+    for variant in {key, quote(key), quote_plus(key)}:
+        assert variant not in done.stdout + done.stderr
+        for where in (home, tmp_path / "dlt_pipelines", tmp_path / "warehouse.duckdb"):
+            assert _stored_text(where, variant) == [], (where, variant)

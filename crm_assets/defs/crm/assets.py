@@ -24,6 +24,7 @@ from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.probe import ProbeError, probe
 from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
 from crm_assets.sync.progress import ProgressReporter
+from crm_assets.sync.redaction import leaked_secret, redacted_logs
 from crm_assets.warehouse.resource import (
     DEFAULT_DATASET,
     PIPELINE_NAME,
@@ -115,6 +116,46 @@ def _finish_sync(
             )
 
 
+def _sync(
+    context: dg.AssetExecutionContext,
+    config: CrmSyncConfig,
+    dlt: DagsterDltResource,
+    crm_api: CrmApiResource,
+    warehouse: WarehouseResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """One sync: read the API through dlt into the warehouse, then marks, metadata, checks."""
+    pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
+    ledger = SyncLedger()
+    incremental = config.mode != "full" and crm_api.is_incremental
+    if config.mode == "incremental" and not incremental:
+        context.log.warning("mode incremental, but crm_api has no incremental_param: full")
+    since = None
+    if incremental:
+        with pipeline.sql_client() as client:
+            since = {
+                name: newest(client, name, crm_api.cursor_field) for name in crm_resource_names()
+            }
+        resume = ", ".join(
+            f"{n} {v.isoformat() if v else 'from the start'}" for n, v in since.items()
+        )
+        context.log.info(f"incremental sync, {crm_api.cursor_field} at or after: {resume}")
+    with (
+        crm_api.sync_source(ledger, since) as source,
+        ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
+    ):
+        results = list(
+            dlt.run(
+                context=context,
+                dlt_source=source,
+                dlt_pipeline=pipeline,
+                loader_file_format=warehouse.loader_file_format,
+            )
+        )
+    tables = [r.asset_key.path[-1] for r in results if r.asset_key]
+    totals = _api_totals(crm_api, tables) if incremental else None
+    yield from _finish_sync(context, results, pipeline, ledger, totals)  # type: ignore[arg-type]
+
+
 def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.AssetsDefinition:
     """Asset specs come from a placeholder source; every run builds the real one from resources."""
     specs = build_dlt_asset_specs(
@@ -139,44 +180,19 @@ def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.A
         crm_api: CrmApiResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
-        ledger = SyncLedger()
-        incremental = config.mode != "full" and crm_api.is_incremental
-        if config.mode == "incremental" and not incremental:
-            context.log.warning("mode incremental, but crm_api has no incremental_param: full")
-        since = None
-        if incremental:
-            with pipeline.sql_client() as client:
-                since = {
-                    name: newest(client, name, crm_api.cursor_field)
-                    for name in crm_resource_names()
-                }
-            resume = ", ".join(
-                f"{n} {v.isoformat() if v else 'from the start'}" for n, v in since.items()
-            )
-            context.log.info(f"incremental sync, {crm_api.cursor_field} at or after: {resume}")
-        try:
-            with (
-                crm_api.sync_source(ledger, since) as source,
-                ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
-            ):
-                results = list(
-                    dlt.run(
-                        context=context,
-                        dlt_source=source,
-                        dlt_pipeline=pipeline,
-                        loader_file_format=warehouse.loader_file_format,
-                    )
-                )
-            tables = [r.asset_key.path[-1] for r in results if r.asset_key]
-            totals = _api_totals(crm_api, tables) if incremental else None
-            yield from _finish_sync(  # type: ignore[arg-type]
-                context, results, pipeline, ledger, totals
-            )
-        except PipelineStepFailed as failure:
-            secrets = [crm_api.resolved_api_key()]
-            raise CrmSyncError(
-                describe_sync_failure(failure, crm_api.retry_policy, secrets)
-            ) from None
+        secrets = [crm_api.resolved_api_key()]
+        problem = None
+        with redacted_logs(secrets):
+            try:
+                yield from _sync(context, config, dlt, crm_api, warehouse)
+            except PipelineStepFailed as failure:
+                problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)
+            except Exception as error:
+                problem = leaked_secret(error, secrets)
+                if problem is None:
+                    raise
+        if problem is not None:
+            # Raised here, not in the handler: no chained original can carry the key along.
+            raise CrmSyncError(problem)
 
     return crm_sync

@@ -18,6 +18,7 @@ from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
 from crm_assets.source.probe import Fingerprint, ProbeError, probe
+from crm_assets.sync.redaction import redacted_logs
 
 SENSOR_NAME = "crm_change_sensor"
 
@@ -108,18 +109,19 @@ def build_crm_change_sensor(
         session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
         base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
         probes: dict[str, Fingerprint | ProbeError] = {}
-        for name in crm_resource_names():
-            try:
-                probes[name] = probe(
-                    session,
-                    base_url,
-                    api_key,
-                    name,
-                    crm_api.newest_first_params,
-                    crm_api.timeout_s,
-                )
-            except ProbeError as error:
-                probes[name] = error
+        with redacted_logs([api_key]):  # HTTP debug logging would print each probe's URL
+            for name in crm_resource_names():
+                try:
+                    probes[name] = probe(
+                        session,
+                        base_url,
+                        api_key,
+                        name,
+                        crm_api.newest_first_params,
+                        crm_api.timeout_s,
+                    )
+                except ProbeError as error:
+                    probes[name] = error
         last = {name: _last_synced(context.instance, name) for name in crm_resource_names()}
         now = clock()
         ages = {
