@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import dlt
 import pyarrow as pa
+import pytest
 
 from crm_assets.source.batches import ArrowBatcher
 from crm_assets.source.ledger import ResourceLedger
@@ -117,3 +119,38 @@ def test_arrow_and_dict_rows_land_in_one_table_exactly(
             " from crm.account"
         ).fetchone()
     assert (load_ids, dlt_ids, rows) == (1, 300, 300)
+
+
+def test_a_load_that_fails_leaves_no_quarantine_rows_and_the_rerun_loses_none(
+    make_sandbox: SandboxFactory,
+    sync: Sync,
+    warehouse: WarehouseResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Quarantine rows travel in the sync's own load package: a failure after extract and
+    # normalize (here: the load step itself) leaves neither them nor the rows they belong to.
+    sandbox = make_sandbox(120)
+    assert sync(sandbox, "crm/opportunity").success
+    sandbox.store.update("opportunity", 5, {"amount": "n/a", "name": "Changed deal"})
+
+    def broken_load(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("worker lost between normalize and load")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dlt.Pipeline, "load", broken_load)
+        assert not sync(sandbox, "crm/opportunity").success
+
+    with warehouse.connect() as connection:
+        tables = {r[0] for r in connection.sql("select table_name from duckdb_tables()").fetchall()}
+        name = connection.execute("select name from crm.opportunity where id = 5").fetchone()
+    assert "_quarantine" not in tables
+    assert name != ("Changed deal",)
+
+    assert sync(sandbox, "crm/opportunity").success
+    with warehouse.connect() as connection:
+        quarantined = connection.sql(
+            "select record_id, field from crm._quarantine order by record_id"
+        ).fetchall()
+        name = connection.execute("select name from crm.opportunity where id = 5").fetchone()
+    assert quarantined == [("5", "amount")]  # once: the failed run's package left nothing
+    assert name == ("Changed deal",)
