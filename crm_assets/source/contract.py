@@ -33,6 +33,7 @@ from crm_assets.source.schema import PRIMARY_KEY, dlt_columns
 
 SOURCE_NAME = "crm"
 DEFAULT_PAGE_SIZE = 100
+DEFAULT_MAX_RECORDS = 100_000_000  # per resource: generous, but a `total` of 10**12 is refused
 API_KEY_PARAM = "api_key"  # sent in the query string
 # New tables and columns evolve; a loaded column never silently changes type (dlt would add a
 # variant column). Declared columns never get that far: see records.py.
@@ -85,6 +86,7 @@ class SyncOptions:
     prefetcher: PagePrefetcher | None = None  # fetch pages ahead, concurrently
     incremental: Incremental | None = None  # only records changed since the last sync
     warm: Callable[[str], None] | None = None  # starts fetching a resource's first page
+    max_records: int | None = DEFAULT_MAX_RECORDS  # per resource; a larger `total` is refused
 
 
 def _filter(name: str, options: SyncOptions) -> dict[str, str]:
@@ -103,7 +105,7 @@ def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
         "data_selector": "data",
         # {"type": "offset", "limit": page_size}, advancing by records received
         "paginator": CrmOffsetPaginator(
-            options.page_size, options.ledger[name], options.prefetcher
+            options.page_size, options.ledger[name], options.prefetcher, options.max_records
         ),
     }
     if params := _filter(name, options):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from dlt.sources.helpers.requests import Client
 from requests import PreparedRequest, Response, Session
 
+from crm_assets.source.paging import CrmResponseError
 from crm_assets.source.ratelimit import RateLimiter
 
 # The seed's retryable statuses. Anything else (400, 401, 403, 404, 501, ...) fails at once.
@@ -30,16 +33,59 @@ class RetryPolicy:
         return self.max_retries + 1
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20  # a page of 100 records is ~40 KB
+
 # A sensor probe retries once, briefly: the next tick is the real retry.
 PROBE_RETRY_POLICY = RetryPolicy(max_retries=1, backoff_factor=0.5, max_delay_s=2.0)
 
 
-def _parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
+def _where(response: Response) -> tuple[str, int]:
+    """(path, offset) of the request a response answers; never its query string."""
+    parts = urlsplit(response.request.url if response.request else response.url or "")
+    offset = parse_qs(parts.query).get("offset", ["0"])[0]
+    return parts.path, int(offset) if offset.isdigit() else 0
+
+
+def bounded_body(max_bytes: int) -> Callable[..., Response]:
+    """A response hook reading the body, refusing one larger than `max_bytes`.
+
+    Hooks run before requests reads the body, so this one reads it, in chunks, and stops at
+    the cap: a server sending gigabytes costs `max_bytes` of memory, not the gigabytes.
+    """
+
+    def read_bounded(response: Response, *args: Any, **kwargs: Any) -> Response:
+        if getattr(response, "_content_consumed", False):
+            return response
+        declared = response.headers.get("content-length", "")
+        chunks, size = [], int(declared) if declared.isdigit() else 0
+        if size <= max_bytes:
+            size = 0
+            for chunk in response.iter_content(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    break
+                chunks.append(chunk)
+        if size > max_bytes:
+            response.close()
+            path, offset = _where(response)
+            raise CrmResponseError(path, offset, f"response body larger than {max_bytes:,} bytes")
+        response._content = b"".join(chunks)  # what requests itself sets once a body is read
+        return response
+
+    return read_bounded
+
+
+def parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
     """Parses a JSON body once: dlt's client and our paginator both read every page."""
     if response.ok and "json" in response.headers.get("content-type", ""):
         try:
             body = orjson.loads(response.content)  # several times faster than json
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as error:
+            if "depth" in str(error):
+                path, offset = _where(response)
+                raise CrmResponseError(
+                    path, offset, "JSON nested deeper than 1024 levels"
+                ) from None
             try:  # numbers beyond 64 bits, which orjson refuses
                 body = response.json()
             except ValueError:
@@ -53,6 +99,7 @@ def build_session(
     policy: RetryPolicy,
     rate_limiter: RateLimiter | None = None,
     max_concurrent: int | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> Session:
     """A requests session with dlt's tenacity retry wrapped around `send`.
 
@@ -72,14 +119,18 @@ def build_session(
         max_connections=max(50, (max_concurrent or 0) + 4),
     )
     session = client.session
-    session.hooks["response"].append(_parse_json_once)
-    if rate_limiter is None and max_concurrent is None:
-        return session
+    read_bounded = bounded_body(max_response_bytes)
     retrying = session.send.retry  # type: ignore[attr-defined]  # dlt's tenacity Retrying
     attempt = type(session).send.__get__(session)  # one plain attempt, no retry
     slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
 
     def limited(request: PreparedRequest, **kwargs: Any) -> Response:
+        # A request's own response hooks replace the session's (dlt's client sets its status
+        # check), so ours go on every request: the size cap before anything reads the body.
+        hooks = request.hooks.setdefault("response", [])
+        if read_bounded not in hooks:
+            hooks[:0] = [read_bounded]
+            hooks.append(parse_json_once)
         if rate_limiter is not None:
             rate_limiter.acquire()
         if slots is None:

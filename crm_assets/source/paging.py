@@ -36,10 +36,13 @@ class CrmOffsetPaginator(OffsetPaginator):
         limit: int,
         ledger: ResourceLedger | None = None,
         prefetcher: PagePrefetcher | None = None,
+        max_records: int | None = None,
     ) -> None:
         super().__init__(limit=limit, total_path="total")
         self.ledger = ledger  # told every page's total, for reconciliation
         self.prefetcher = prefetcher
+        self.max_records = max_records  # a `total` beyond it is refused: paging would not end
+        self._last_ids: list[Any] = []
         self._step: int | None = None  # the page size planned ahead, while pages match it
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
@@ -51,6 +54,19 @@ class CrmOffsetPaginator(OffsetPaginator):
         total = body.get("total")
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise CrmResponseError(path, offset, "response has no whole, non-negative 'total'")
+        if self.max_records is not None and total > self.max_records:
+            raise CrmResponseError(
+                path,
+                offset,
+                f"'total' {total:,} is more than the {self.max_records:,} records a sync reads"
+                " (max_records_per_resource)",
+            )
+        ids = [r.get("id") if isinstance(r, dict) else None for r in body["data"]]
+        if any(i is not None for i in ids) and ids == self._last_ids:
+            raise CrmResponseError(
+                path, offset, "the page repeats the one before it (same ids): offset ignored?"
+            )
+        self._last_ids = ids
         if self.ledger is not None:
             self.ledger.saw_total(total)
         received = len(body["data"])

@@ -1,11 +1,20 @@
 """Retry policy end to end: which statuses are retried, how often, how long between attempts."""
 
+import io
 import itertools
 
 import dagster as dg
 import pytest
+from requests import Request, Response
 
-from crm_assets.source.http import RETRY_STATUSES, RetryPolicy, build_session
+from crm_assets.source.http import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    bounded_body,
+    build_session,
+    parse_json_once,
+)
+from crm_assets.source.paging import CrmResponseError
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, free_port
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
@@ -192,3 +201,39 @@ def test_session_retries_only_the_listed_statuses(make_sandbox: SandboxFactory) 
 
     assert first.status_code == 501
     assert [r.status for r in sandbox.faults.log] == [500, 501]
+
+
+def _streamed(
+    body: bytes, url: str = "http://127.0.0.1:1/v1/lead?offset=300&api_key=k"
+) -> Response:
+    """A response whose body is still unread, as a hook sees it."""
+    response = Response()
+    response.status_code = 200
+    response.headers["content-type"] = "application/json"
+    response.raw = io.BytesIO(body)
+    response.request = Request("GET", url).prepare()
+    response.url = url
+    return response
+
+
+def test_a_body_over_the_cap_is_refused_naming_path_and_offset() -> None:
+    read = bounded_body(1000)
+
+    assert read(_streamed(b"x" * 1000)).content == b"x" * 1000
+    with pytest.raises(CrmResponseError) as raised:
+        read(_streamed(b"x" * 1001))
+    assert str(raised.value) == "GET /v1/lead at offset 300: response body larger than 1,000 bytes"
+    declared = _streamed(b"")
+    declared.headers["content-length"] = str(10**12)  # refused before reading anything
+    with pytest.raises(CrmResponseError):
+        read(declared)
+
+
+def test_json_nested_past_the_parser_limit_is_refused_clearly() -> None:
+    deep = _streamed(b"[" * 2000 + b"]" * 2000)
+    deep = bounded_body(10**6)(deep)
+
+    with pytest.raises(CrmResponseError) as raised:
+        parse_json_once(deep)
+
+    assert "at offset 300: JSON nested deeper than 1024 levels" in str(raised.value)

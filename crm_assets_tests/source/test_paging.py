@@ -115,3 +115,68 @@ def test_empty_page_before_total_stops_and_warns(caplog: pytest.LogCaptureFixtur
 
     assert paginator.has_next_page is False
     assert "offset 100 returned no records but total is 180" in caplog.text
+
+
+def test_a_total_no_sync_could_page_through_is_refused() -> None:
+    paginator = CrmOffsetPaginator(limit=100, max_records=1_000_000)
+
+    with pytest.raises(CrmResponseError) as raised:
+        paginator.update_state(_response({"data": [{"id": 1}], "total": 10**12}))
+
+    assert str(raised.value) == (
+        "GET /v1/account at offset 0: 'total' 1,000,000,000,000 is more than the 1,000,000"
+        " records a sync reads (max_records_per_resource)"
+    )
+
+
+def test_a_page_that_repeats_the_one_before_is_refused() -> None:
+    paginator = CrmOffsetPaginator(limit=2)
+    page = {"data": [{"id": 1}, {"id": 2}], "total": 6}
+    paginator.update_state(_response(page))
+
+    with pytest.raises(CrmResponseError) as raised:
+        paginator.update_state(_response(page, offset=2))
+
+    assert "at offset 2: the page repeats the one before it (same ids)" in str(raised.value)
+    # id-less records are the record gate's business, not a repeat
+    idless = CrmOffsetPaginator(limit=2)
+    for offset in (0, 2):
+        idless.update_state(_response({"data": [{"x": 1}, {"x": 1}], "total": 6}, offset))
+
+
+def test_a_sync_against_a_total_beyond_the_limit_fails_and_loads_nothing(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(120)
+    assert sync(sandbox, "crm/lead").success
+    sandbox.store.update("lead", 7, {"status": "changed"})
+
+    failed = sync(sandbox, "crm/lead", max_records_per_resource=100)
+
+    assert not failed.success
+    (failure,) = failed.get_step_failure_events()
+    message = str(failure.step_failure_data.error.cause.message)
+    assert "GET /v1/lead at offset 0: 'total' 120 is more than the 100 records" in message
+    assert "Nothing was loaded" in message
+    with warehouse.connect() as connection:
+        status = connection.execute("select status from crm.lead where id = 7").fetchone()
+    assert status != ("changed",)
+
+
+def test_a_server_that_serves_a_page_twice_fails_the_sync_and_loads_nothing(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(350)
+    assert sync(sandbox, "crm/contact").success
+    sandbox.store.update("contact", 7, {"title": "changed"})
+    sandbox.faults.skip_page("contact", 100)  # 200-299 at offset 100, and again at 200
+
+    failed = sync(sandbox, "crm/contact")
+
+    assert not failed.success
+    (failure,) = failed.get_step_failure_events()
+    message = str(failure.step_failure_data.error.cause.message)
+    assert "GET /v1/contact at offset 200: the page repeats the one before it" in message
+    with warehouse.connect() as connection:
+        title = connection.execute("select title from crm.contact where id = 7").fetchone()
+    assert title != ("changed",)

@@ -12,7 +12,13 @@ from dlt.extract.source import DltSource
 from pydantic import Field
 
 from crm_assets.source.config import resolve_api_key, resolve_base_url
-from crm_assets.source.contract import DEFAULT_PAGE_SIZE, Incremental, SyncOptions, crm_source
+from crm_assets.source.contract import (
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_PAGE_SIZE,
+    Incremental,
+    SyncOptions,
+    crm_source,
+)
 from crm_assets.source.http import RetryPolicy, build_session
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.prefetch import install
@@ -59,6 +65,14 @@ class CrmApiResource(dg.ConfigurableResource):
     cursor_field: str = Field(
         default="updated_at", description="The record field the incremental filter compares"
     )
+    max_response_mb: int = Field(
+        default=64, gt=0, description="A response body larger than this fails the sync"
+    )
+    max_records_per_resource: int = Field(
+        default=DEFAULT_MAX_RECORDS,
+        gt=0,
+        description="An API 'total' above this fails the sync: paging would not end",
+    )
     progress_every_s: float = Field(
         default=5.0, gt=0, description="Seconds between progress lines in the run log"
     )
@@ -99,7 +113,11 @@ class CrmApiResource(dg.ConfigurableResource):
             else None
         )
         session = build_session(
-            self.timeout_s, self.retry_policy, limiter, self.max_concurrent_requests
+            self.timeout_s,
+            self.retry_policy,
+            limiter,
+            self.max_concurrent_requests,
+            self.max_response_mb * 2**20,
         )
         concurrent = self.max_concurrent_requests > 1
         prefetcher = (
@@ -113,6 +131,7 @@ class CrmApiResource(dg.ConfigurableResource):
             ledger=ledger if ledger is not None else SyncLedger(),
             strict=self.schema_enforcement == "strict",
             prefetcher=prefetcher,
+            max_records=self.max_records_per_resource,
             incremental=(
                 Incremental(self.incremental_param, self.cursor_field, since)
                 if self.incremental_param and since is not None
