@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -69,28 +70,38 @@ def bounded_body(max_bytes: int) -> Callable[..., Response]:
             response.close()
             path, offset = _where(response)
             raise CrmResponseError(path, offset, f"response body larger than {max_bytes:,} bytes")
-        response._content = b"".join(chunks)  # what requests itself sets once a body is read
+        # what requests itself sets once it has read a body
+        response._content, response._content_consumed = b"".join(chunks), True
         return response
 
     return read_bounded
 
 
+def _parse(response: Response, plain_json: Callable[..., Any]) -> Any:
+    try:
+        return orjson.loads(response.content)  # several times faster than json
+    except orjson.JSONDecodeError as error:
+        if "depth" in str(error):
+            path, offset = _where(response)
+            raise CrmResponseError(path, offset, "JSON nested deeper than 1024 levels") from None
+        return plain_json()  # numbers beyond 64 bits, which orjson refuses; or a broken body
+
+
 def parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
-    """Parses a JSON body once: dlt's client and our paginator both read every page."""
-    if response.ok and "json" in response.headers.get("content-type", ""):
-        try:
-            body = orjson.loads(response.content)  # several times faster than json
-        except orjson.JSONDecodeError as error:
-            if "depth" in str(error):
-                path, offset = _where(response)
-                raise CrmResponseError(
-                    path, offset, "JSON nested deeper than 1024 levels"
-                ) from None
-            try:  # numbers beyond 64 bits, which orjson refuses
-                body = response.json()
-            except ValueError:
-                return response  # a broken body raises where it is read, as before
-        response.json = lambda *a, **k: body  # type: ignore[method-assign]
+    """Makes `response.json()` parse once, when first called: dlt's client and our paginator
+    both read every page. Deferred, so pages fetched ahead wait as bytes, not as objects; the
+    response is held weakly, so no reference cycle keeps a page alive until the next GC."""
+    owner = weakref.ref(response)
+    parsed: list[Any] = []
+
+    def json_once(*a: Any, **k: Any) -> Any:
+        if not parsed:
+            page = owner()
+            assert page is not None  # called through the response, so it is alive
+            parsed.append(_parse(page, lambda: Response.json(page, *a, **k)))
+        return parsed[0]
+
+    response.json = json_once  # type: ignore[method-assign]
     return response
 
 
