@@ -16,9 +16,11 @@ from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 pytestmark = pytest.mark.e2e
 
 
-def _materialize(tmp_path: Path, base_url: str, key: str) -> subprocess.CompletedProcess[str]:
+def _materialize(
+    tmp_path: Path, base_url: str, key: str, config: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = cli_env(
-        dagster_home=prepare_dagster_home(tmp_path / "dagster_home"),
+        dagster_home=prepare_dagster_home(tmp_path / "dagster_home", config),
         base_url=base_url,
         api_key=key,
         duckdb_path=tmp_path / "warehouse.duckdb",
@@ -85,23 +87,10 @@ def test_debug_logging_of_every_library_never_stores_the_key(tmp_path: Path) -> 
     # the event log and compute logs. Every request line then carries the key in its query.
     config = tmp_path / "dagster.yaml"
     config.write_text(DEBUG_EVERYWHERE)
-    home = prepare_dagster_home(tmp_path / "dagster_home", config)
+    home = tmp_path / "dagster_home"
     key = "k3y/with+chars=and spaces"  # raw, %-encoded and +-encoded all differ
     with SandboxServer(CrmStore(150), api_key=key) as sandbox:
-        env = cli_env(
-            dagster_home=home,
-            base_url=sandbox.base_url,
-            api_key=key,
-            duckdb_path=tmp_path / "warehouse.duckdb",
-        )
-        done = subprocess.run(
-            dagster_command("asset", "materialize", "--select", "group:crm"),
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        done = _materialize(tmp_path, sandbox.base_url, key, config)
 
     assert done.returncode == 0, done.stderr[-3000:]
     captured = [p for p in home.rglob("*") if p.is_file() and b"GET /v1/lead?" in p.read_bytes()]

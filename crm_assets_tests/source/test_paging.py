@@ -144,6 +144,13 @@ def test_a_page_that_repeats_the_one_before_is_refused() -> None:
         idless.update_state(_response({"data": [{"x": 1}, {"x": 1}], "total": 6}, offset))
 
 
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    """The message of the sync's error (the run failed)."""
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    return str(failure.step_failure_data.error.cause.message)
+
+
 def test_a_sync_against_a_total_beyond_the_limit_fails_and_loads_nothing(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
 ) -> None:
@@ -153,9 +160,7 @@ def test_a_sync_against_a_total_beyond_the_limit_fails_and_loads_nothing(
 
     failed = sync(sandbox, "crm/lead", max_records_per_resource=100)
 
-    assert not failed.success
-    (failure,) = failed.get_step_failure_events()
-    message = str(failure.step_failure_data.error.cause.message)
+    message = _failure(failed)
     assert "GET /v1/lead at offset 0: 'total' 120 is more than the 100 records" in message
     assert "Nothing was loaded" in message
     with warehouse.connect() as connection:
@@ -173,9 +178,7 @@ def test_a_server_that_serves_a_page_twice_fails_the_sync_and_loads_nothing(
 
     failed = sync(sandbox, "crm/contact")
 
-    assert not failed.success
-    (failure,) = failed.get_step_failure_events()
-    message = str(failure.step_failure_data.error.cause.message)
+    message = _failure(failed)
     assert "GET /v1/contact at offset 200: the page repeats the one before it" in message
     with warehouse.connect() as connection:
         title = connection.execute("select title from crm.contact where id = 7").fetchone()
