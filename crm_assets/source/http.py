@@ -77,6 +77,21 @@ def bounded_body(max_bytes: int) -> Callable[..., Response]:
     return read_bounded
 
 
+def _no_redirect(response: Response) -> Response:
+    """A redirect fails the sync, naming only the host it pointed to."""
+    if not response.is_redirect:
+        return response
+    target = urlsplit(response.headers.get("location", "")).netloc or "a relative location"
+    path, offset = _where(response)
+    response.close()
+    raise CrmResponseError(
+        path,
+        offset,
+        f"answered HTTP {response.status_code}, a redirect to {target}; not followed (the API key"
+        " is in the query string): point the base URL at the new location",
+    )
+
+
 def _parse(response: Response, plain_json: Callable[..., Any]) -> Any:
     try:
         return orjson.loads(response.content)  # several times faster than json
@@ -144,10 +159,12 @@ def build_session(
             hooks.append(parse_json_once)
         if rate_limiter is not None:
             rate_limiter.acquire()
+        # Never follow a redirect: the key is in the query string and would go along.
+        kwargs["allow_redirects"] = False
         if slots is None:
-            return attempt(request, **kwargs)
+            return _no_redirect(attempt(request, **kwargs))
         with slots:
-            return attempt(request, **kwargs)
+            return _no_redirect(attempt(request, **kwargs))
 
     session.send = retrying.wraps(limited)  # type: ignore[method-assign]
     return session

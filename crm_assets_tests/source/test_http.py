@@ -237,3 +237,23 @@ def test_json_nested_past_the_parser_limit_is_refused_clearly() -> None:
         parse_json_once(deep).json()  # parsed when first read, as dlt's client reads it
 
     assert "at offset 300: JSON nested deeper than 1024 levels" in str(raised.value)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed_and_fails_naming_only_the_host(
+    make_sandbox: SandboxFactory, sync: Sync, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    # The sandbox redirects to another host with the query string, key included, along.
+    sandbox = make_sandbox({"lead": 150})
+    sandbox.faults.inject("lead", [status], offset=100)
+
+    result = sync(sandbox, selection="crm/lead", **FAST)
+
+    assert not result.success
+    message = failure_message(result)
+    assert (
+        f"GET /v1/lead at offset 100: answered HTTP {status}, a redirect to elsewhere.invalid;"
+        " not followed" in message
+    )
+    assert statuses_at(sandbox, "lead", 100) == [status]  # asked once, not retried
+    assert_key_nowhere(result, caplog)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from crm_sandbox.data import CrmStore, UnknownRecordError
 from crm_sandbox.faults import FaultPlan
 
+_REDIRECTS = (301, 302, 307, 308)
 _REASONS = {429: "rate limited", 500: "internal error", 502: "bad gateway", 503: "unavailable"}
 
 
@@ -82,6 +83,10 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
                 await asyncio.sleep(faults.settings.latency_ms / 1000)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else None
+            if fault.status in _REDIRECTS:  # elsewhere, query (and key) along: the risky kind
+                headers = {
+                    "Location": f"http://elsewhere.invalid{request.url.path}?{request.url.query}"
+                }
             return _error(fault.status, _REASONS.get(fault.status, "injected fault"), headers)
         size = min(limit, faults.settings.max_page_size, faults.take_short(resource, offset))
         if faults.take_skip(resource, offset):
