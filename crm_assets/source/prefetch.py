@@ -59,7 +59,7 @@ class PagePrefetcher:
         self._last: dict[str, tuple[PreparedRequest, dict[str, Any]]] = {}  # path -> request
         self._planned: dict[str, deque[int]] = {}  # path -> offsets not yet submitted
         self._fetched: dict[str, dict[tuple[str, ...], Future[Response]]] = {}  # path -> pages
-        self._warmed: dict[tuple[str, ...], list[Any]] = {}  # page -> hooks it was sent with
+        self._sent: dict[tuple[str, ...], PreparedRequest] = {}  # page -> the request sent
         self.prefetched = 0
 
     def __deepcopy__(self, memo: dict[int, object]) -> PagePrefetcher:
@@ -71,16 +71,18 @@ class PagePrefetcher:
         key = _page_key(request.url or "")
         with self._lock:
             future = self._fetched.get(path, {}).pop(key, None)
-            warmed_with = self._warmed.pop(key, None)
+            sent = self._sent.pop(key, None)
             self._last[path] = (request, kwargs)
         if future is None:
             return self._send(request, **kwargs)
         self._top_up(path)
         response = future.result()  # an error raises here, as if the request were sent now
-        if warmed_with is not None:
-            # The first page was fetched before dlt built its request: run the hooks dlt's
-            # request carries (its status check among them) that ours did not.
-            hooks = [h for h in request.hooks.get("response", []) if h not in warmed_with]
+        if sent is not None:
+            # A page fetched from an earlier template (the warm first page has none of dlt's
+            # hooks, nor has a plan made from it): run the hooks dlt's request carries that the
+            # one sent did not, its status check among them.
+            done = sent.hooks.get("response", [])
+            hooks = [h for h in request.hooks.get("response", []) if h not in done]
             response = dispatch_hook("response", {"response": hooks}, response, **kwargs)
         return response  # type: ignore[no-any-return]
 
@@ -113,7 +115,7 @@ class PagePrefetcher:
             self._last[path] = (request, kwargs)
             future = self._pool.submit(self._send, request, **kwargs)
             self._fetched.setdefault(path, {})[_page_key(url)] = future
-            self._warmed[_page_key(url)] = list(request.hooks.get("response", []))
+            self._sent[_page_key(url)] = request
         future.add_done_callback(lambda done: self._plan_from_first(path, done))
 
     def _plan_from_first(self, path: str, done: Future[Response]) -> None:
@@ -131,8 +133,9 @@ class PagePrefetcher:
         """Drop what is planned or fetched for `path`: the paginator goes on by itself."""
         with self._lock:
             self._planned.pop(path, None)
-            for future in self._fetched.pop(path, {}).values():
+            for key, future in self._fetched.pop(path, {}).items():
                 future.cancel()
+                self._sent.pop(key, None)
 
     def _top_up(self, path: str) -> None:
         with self._lock:
@@ -145,6 +148,7 @@ class PagePrefetcher:
                 request.prepare_url(with_offset(template.url or "", planned.popleft()), None)
                 key = _page_key(request.url or "")
                 fetched[key] = self._pool.submit(self._send, request, **kwargs)
+                self._sent[key] = request
                 self.prefetched += 1
 
     def close(self) -> None:
@@ -154,6 +158,7 @@ class PagePrefetcher:
                 for future in pages.values():
                     future.cancel()
             self._fetched.clear()
+            self._sent.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from requests import RequestException, Session
 
 from crm_assets.source.contract import API_KEY_PARAM, endpoint_path
+from crm_assets.source.paging import CrmResponseError
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ def probe(
         raise ProbeError(
             f"probe of {resource!r} (GET {path}) failed: {type(error).__name__}"
         ) from None
+    except CrmResponseError as error:  # a redirect or an oversized body; names no URL
+        raise ProbeError(f"probe of {resource!r} (GET {path}): {error.problem}") from None
     if response.status_code != 200:
         raise ProbeError(
             f"probe of {resource!r} (GET {path}) answered HTTP {response.status_code}"

@@ -265,3 +265,17 @@ def test_a_queued_sync_is_not_stacked_and_a_failed_one_is_retried(
     assert not while_queued.run_requests
     assert requested(after_failure) == ALL  # never synced: stale, so asked for again
     assert after_failure.run_requests[0].tags["crm/stale"] == "account,contact,lead,opportunity"
+
+
+def test_a_redirected_probe_skips_naming_the_host_not_the_url(
+    synced: tuple[SandboxServer, Ticker],
+) -> None:
+    sandbox, ticker = synced
+    sandbox.faults.inject("lead", [302, 302])  # to another host, the key in the query along
+    sandbox.store.insert("opportunity", {"name": "Seen"})
+
+    result = ticker.tick()
+
+    assert requested(result) == ["opportunity"]
+    (redirect,) = [r for r in sandbox.faults.log if r.resource == "lead" and r.status == 302]
+    assert redirect.offset == 0  # asked once: neither followed nor retried
