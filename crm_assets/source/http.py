@@ -7,13 +7,13 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 from dlt.sources.helpers.requests import Client
 from requests import PreparedRequest, Response, Session
 
-from crm_assets.source.paging import CrmResponseError
+from crm_assets.source.paging import CrmResponseError, path_and_offset
 from crm_assets.source.ratelimit import RateLimiter
 
 # The seed's retryable statuses. Anything else (400, 401, 403, 404, 501, ...) fails at once.
@@ -42,9 +42,9 @@ PROBE_RETRY_POLICY = RetryPolicy(max_retries=1, backoff_factor=0.5, max_delay_s=
 
 def _where(response: Response) -> tuple[str, int]:
     """(path, offset) of the request a response answers; never its query string."""
-    parts = urlsplit(response.request.url if response.request else response.url or "")
-    offset = parse_qs(parts.query).get("offset", ["0"])[0]
-    return parts.path, int(offset) if offset.isdigit() else 0
+    url = response.request.url if response.request else response.url
+    path, offset = path_and_offset(url or "")
+    return path, int(offset) if offset.isdigit() else 0
 
 
 def bounded_body(max_bytes: int) -> Callable[..., Response]:

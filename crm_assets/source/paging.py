@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Response
@@ -13,6 +13,12 @@ from crm_assets.source.ledger import ResourceLedger
 from crm_assets.source.prefetch import PagePrefetcher
 
 log = logging.getLogger(__name__)
+
+
+def path_and_offset(url: str) -> tuple[str, str]:
+    """(path, offset) of a request URL for a message; never its query string (the key)."""
+    parts = urlsplit(url)
+    return parts.path, parse_qs(parts.query).get("offset", ["0"])[0]
 
 
 class CrmResponseError(ValueError):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
 
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.extract.exceptions import ResourceExtractionError
 from requests import HTTPError, RequestException
 
 from crm_assets.source.http import RetryPolicy
-from crm_assets.source.paging import CrmResponseError
+from crm_assets.source.paging import CrmResponseError, path_and_offset
 
 
 class CrmSyncError(Exception):
@@ -32,10 +31,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _where(url: str | None) -> tuple[str, str]:
     """(path, offset) of a request URL, never its query string."""
-    if not url:
-        return "?", "?"
-    parts = urlsplit(url)
-    return parts.path, parse_qs(parts.query).get("offset", ["0"])[0]
+    return path_and_offset(url) if url else ("?", "?")
 
 
 def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list[str]) -> str:
