@@ -6,12 +6,14 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import dlt
+from dlt.common.jsonpath import JSONPath, compile_path
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 from dlt.sources.helpers.rest_client.utils import join_url
@@ -98,11 +100,17 @@ def _filter(name: str, options: SyncOptions) -> dict[str, str]:
     return {options.incremental.param: iso_utc(since)}
 
 
+@functools.cache
+def _records_path() -> JSONPath:
+    """`data`, compiled once: dlt compiles a string selector anew for every page (~2 ms each)."""
+    return compile_path("data")
+
+
 def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
     endpoint: dict[str, Any] = {
         "path": endpoint_path(name),
         "method": "GET",
-        "data_selector": "data",
+        "data_selector": _records_path(),
         # {"type": "offset", "limit": page_size}, advancing by records received
         "paginator": CrmOffsetPaginator(
             options.page_size, options.ledger[name], options.prefetcher, options.max_records

@@ -24,6 +24,8 @@ from requests.hooks import dispatch_hook
 Send = Callable[..., Response]
 # Pages fetched ahead but not yet read, per resource, by default a multiple of the concurrency:
 # enough to keep every connection busy, bounded so a slow consumer never holds a whole resource.
+# A worker that would idle takes a page of another resource beyond its window, up to the sync's
+# total (window x resources), so resources finishing early leave no connection unused.
 _WINDOW_FACTOR = 2
 
 
@@ -60,6 +62,7 @@ class PagePrefetcher:
         self._planned: dict[str, deque[int]] = {}  # path -> offsets not yet submitted
         self._fetched: dict[str, dict[tuple[str, ...], Future[Response]]] = {}  # path -> pages
         self._sent: dict[tuple[str, ...], PreparedRequest] = {}  # page -> the request sent
+        self._busy = 0  # requests submitted and not yet answered
         self.prefetched = 0
 
     def __deepcopy__(self, memo: dict[int, object]) -> PagePrefetcher:
@@ -113,7 +116,7 @@ class PagePrefetcher:
             if path in self._last or path in self._fetched:
                 return  # already warm, or dlt is already paging it
             self._last[path] = (request, kwargs)
-            future = self._pool.submit(self._send, request, **kwargs)
+            future = self._submit(request, kwargs)
             self._fetched.setdefault(path, {})[_page_key(url)] = future
             self._sent[_page_key(url)] = request
         future.add_done_callback(lambda done: self._plan_from_first(path, done))
@@ -134,29 +137,58 @@ class PagePrefetcher:
         with self._lock:
             self._planned.pop(path, None)
             for key, future in self._fetched.pop(path, {}).items():
-                future.cancel()
+                self._busy -= future.cancel()  # a cancelled request never runs
                 self._sent.pop(key, None)
 
     def _top_up(self, path: str) -> None:
         with self._lock:
             planned, fetched = self._planned.get(path), self._fetched.get(path)
-            if not planned or fetched is None or path not in self._last:
-                return
-            template, kwargs = self._last[path]
-            while planned and len(fetched) < self.window:
-                request = template.copy()
-                request.prepare_url(with_offset(template.url or "", planned.popleft()), None)
-                key = _page_key(request.url or "")
-                fetched[key] = self._pool.submit(self._send, request, **kwargs)
-                self._sent[key] = request
-                self.prefetched += 1
+            while planned and fetched is not None and path in self._last:
+                if len(fetched) >= self.window:
+                    break
+                self._submit_planned(path)
+        self._keep_busy()
+
+    def _keep_busy(self) -> None:
+        """Gives a worker about to idle the next page of the resource with most pages left."""
+        with self._lock:
+            ahead = sum(len(pages) for pages in self._fetched.values())
+            limit = self.window * len(self._fetched)
+            while self._busy < self.max_concurrent and ahead < limit:
+                waiting = [p for p, q in self._planned.items() if q and p in self._last]
+                if not waiting:
+                    return
+                self._submit_planned(max(waiting, key=lambda p: len(self._planned[p])))
+                ahead += 1
+
+    def _submit_planned(self, path: str) -> None:
+        """Submits `path`'s next planned offset (the caller holds the lock)."""
+        template, kwargs = self._last[path]
+        request = template.copy()
+        request.prepare_url(with_offset(template.url or "", self._planned[path].popleft()), None)
+        key = _page_key(request.url or "")
+        self._fetched[path][key] = self._submit(request, kwargs)
+        self._sent[key] = request
+        self.prefetched += 1
+
+    def _submit(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Future[Response]:
+        self._busy += 1
+        return self._pool.submit(self._fetch, request, kwargs)
+
+    def _fetch(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
+        try:
+            return self._send(request, **kwargs)
+        finally:
+            with self._lock:
+                self._busy -= 1
+            self._keep_busy()
 
     def close(self) -> None:
         with self._lock:
             self._planned.clear()
             for pages in self._fetched.values():
                 for future in pages.values():
-                    future.cancel()
+                    self._busy -= future.cancel()
             self._fetched.clear()
             self._sent.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -23,7 +23,7 @@ def test_config_has_the_seed_shape() -> None:
     for resource in config["resources"]:
         endpoint = resource["endpoint"]
         assert endpoint["path"] == f"/v1/{resource['name']}"
-        assert (endpoint["method"], endpoint["data_selector"]) == ("GET", "data")
+        assert (endpoint["method"], str(endpoint["data_selector"])) == ("GET", "data")
         assert isinstance(endpoint["paginator"], CrmOffsetPaginator)
         assert endpoint["paginator"].limit == 100
     assert [r["name"] for r in config["resources"]] == ["account", "contact", "lead", "opportunity"]

@@ -1,6 +1,7 @@
 """Concurrent paging: pages fetched ahead stay exact under caps, faults, and moving data."""
 
 import threading
+import time
 from typing import Any
 
 import dagster as dg
@@ -105,6 +106,25 @@ def test_a_cancelled_plan_sends_pages_itself() -> None:
         prefetcher.close()
     assert with_offset(URL, 150) in sender.sent
     assert prefetcher.prefetched <= 2  # the window bounds what is fetched ahead
+
+
+def test_idle_workers_take_another_resources_pages_within_the_total_window() -> None:
+    sender = _Sender()
+    prefetcher = PagePrefetcher(sender, max_concurrent=2, window=2)
+    lead = URL.replace("/v1/account", "/v1/lead")
+    try:
+        prefetcher.send(_request(URL))
+        prefetcher.send(_request(lead))
+        prefetcher.plan("/v1/account", [])  # account has nothing left to fetch
+        prefetcher.plan("/v1/lead", range(100, 10_000, 100))  # and nobody reads lead's pages
+        deadline = time.monotonic() + 5
+        while len(sender.sent) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # anything beyond the limit would be sent by now
+    finally:
+        prefetcher.close()
+    # lead's own window is 2; the idle workers fetched account's share too (2 x 2 in all)
+    assert sum("/v1/lead?" in url for url in sender.sent) == 1 + 4
 
 
 def test_the_rate_limiter_spaces_requests() -> None:
