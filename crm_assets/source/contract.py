@@ -7,7 +7,7 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -207,17 +207,21 @@ def _gated(api_resource: DltResource, options: SyncOptions) -> DltResource:
     return add_quarantine_table(resource)
 
 
-def crm_source(base_url: str, api_key: str, options: SyncOptions | None = None) -> DltSource:
+def crm_source(
+    base_url: str,
+    api_key: str,
+    options: SyncOptions | None = None,
+    warm_now: Collection[str] = (),
+) -> DltSource:
     """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice.
 
     The seed's `rest_api_source` reads the API; each of its resources is read through the
-    record gate by a resource of the same name (see `batches.py`). With a prefetcher, every
-    resource's first page is requested right away and the rest fetched ahead concurrently,
+    record gate by a resource of the same name (see `batches.py`). With a prefetcher, the first
+    page of each resource in `warm_now` (the run's selection) is requested right away, of every
+    other selected resource when dlt starts the first, and the rest fetched ahead concurrently
     while dlt reads the resources in turn.
     """
     options = options or SyncOptions()
-    quiet_json_as_text(crm_resource_names())
-    api = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
     if options.prefetcher is not None:
         prefetcher = options.prefetcher
 
@@ -225,6 +229,10 @@ def crm_source(base_url: str, api_key: str, options: SyncOptions | None = None) 
             prefetcher.warm(_first_page(base_url, api_key, name, options))
 
         options = replace(options, warm=warm)
+        for name in warm_now:  # before dlt builds anything: paging overlaps its start-up
+            warm(name)
+    quiet_json_as_text(crm_resource_names())
+    api = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
     resources = [_gated(api.resources[name], options) for name in crm_resource_names()]
 
     def crm() -> list[DltResource]:

@@ -40,10 +40,18 @@ class WarehouseResource(dg.ConfigurableResource):
     )
 
     duckdb_memory_limit: str = Field(
-        default="96MB",
+        default="40MB",
         description=(
             "DuckDB's memory_limit for loads: it spills to disk beyond it, so a sync's memory"
             " stays flat however large the tables grow"
+        ),
+    )
+    duckdb_threads: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "DuckDB threads for loads: each holds its own buffers, so one keeps a 1M-record"
+            " merge within memory_limit; more load faster and use more memory"
         ),
     )
 
@@ -69,6 +77,7 @@ class WarehouseResource(dg.ConfigurableResource):
                     global_config={
                         "memory_limit": self.duckdb_memory_limit,
                         "preserve_insertion_order": False,
+                        "threads": self.duckdb_threads,
                     },
                 ),
                 # One load job at a time: DuckDB has one writer, and parallel merges only add

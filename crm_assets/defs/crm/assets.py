@@ -17,7 +17,7 @@ from pydantic import Field
 from crm_assets.defs.crm.checks import DeletionMarks, sync_check_results, sync_check_specs
 from crm_assets.defs.crm.metadata import column_schema
 from crm_assets.defs.crm.resources import CrmApiResource
-from crm_assets.defs.crm.translator import CrmTranslator
+from crm_assets.defs.crm.translator import CrmTranslator, asset_key
 from crm_assets.source.contract import crm_resource_names, crm_source
 from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
 from crm_assets.source.ledger import SyncLedger
@@ -126,6 +126,7 @@ def _sync(
     """One sync: read the API through dlt into the warehouse, then marks, metadata, checks."""
     pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
     ledger = SyncLedger()
+    selected = [n for n in crm_resource_names() if asset_key(n) in context.selected_asset_keys]
     incremental = config.mode != "full" and crm_api.is_incremental
     if config.mode == "incremental" and not incremental:
         context.log.warning("mode incremental, but crm_api has no incremental_param: full")
@@ -140,7 +141,7 @@ def _sync(
         )
         context.log.info(f"incremental sync, {crm_api.cursor_field} at or after: {resume}")
     with (
-        crm_api.sync_source(ledger, since) as source,
+        crm_api.sync_source(ledger, since, selected) as source,
         ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
     ):
         results = list(

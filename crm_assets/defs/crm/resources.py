@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Literal
@@ -101,11 +101,13 @@ class CrmApiResource(dg.ConfigurableResource):
         self,
         ledger: SyncLedger | None = None,
         since: Mapping[str, datetime | None] | None = None,
+        selected: Collection[str] = (),
     ) -> Iterator[DltSource]:
         """A fresh dlt source for one sync, with its session, rate limit and page prefetcher.
 
         Built per run, never shared; the prefetcher's threads end when the block does. With
-        `since` (per resource) and `incremental_param` set, only changed records are asked for.
+        `since` (per resource) and `incremental_param` set, only changed records are asked for;
+        the first pages of the `selected` resources are asked for at once.
         """
         limiter = (
             RateLimiter(self.rate_limit_per_s, self.rate_limit_burst)
@@ -139,7 +141,9 @@ class CrmApiResource(dg.ConfigurableResource):
             ),
         )
         try:
-            yield crm_source(self.resolved_base_url(), self.resolved_api_key(), options)
+            yield crm_source(
+                self.resolved_base_url(), self.resolved_api_key(), options, warm_now=selected
+            )
         finally:
             if prefetcher is not None:
                 prefetcher.close()
