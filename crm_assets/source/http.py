@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from dlt.sources.helpers.requests import Client
-from requests import PreparedRequest, Response, Session
+from requests import PreparedRequest, RequestException, Response, Session
 
 from crm_assets.source.paging import CrmResponseError, path_and_offset
 from crm_assets.source.ratelimit import RateLimiter
@@ -61,11 +61,15 @@ def bounded_body(max_bytes: int) -> Callable[..., Response]:
         chunks, size = [], int(declared) if declared.isdigit() else 0
         if size <= max_bytes:
             size = 0
-            for chunk in response.iter_content(1 << 16):
-                size += len(chunk)
-                if size > max_bytes:
-                    break
-                chunks.append(chunk)
+            try:
+                for chunk in response.iter_content(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        break
+                    chunks.append(chunk)
+            except RequestException as error:  # cut off mid-body: retried like a reset
+                error.request = error.request or response.request  # so messages say where
+                raise
         if size > max_bytes:
             response.close()
             path, offset = _where(response)
@@ -93,13 +97,23 @@ def _no_redirect(response: Response) -> Response:
 
 
 def _parse(response: Response, plain_json: Callable[..., Any]) -> Any:
+    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type and "json" not in media_type:
+        path, offset = _where(response)
+        raise CrmResponseError(path, offset, f"answered {media_type[:60]!r}, not JSON")
     try:
         return orjson.loads(response.content)  # several times faster than json
     except orjson.JSONDecodeError as error:
-        if "depth" in str(error):
-            path, offset = _where(response)
-            raise CrmResponseError(path, offset, "JSON nested deeper than 1024 levels") from None
-        return plain_json()  # numbers beyond 64 bits, which orjson refuses; or a broken body
+        problem = str(error)
+    path, offset = _where(response)
+    if "depth" in problem or "recursion" in problem:
+        raise CrmResponseError(path, offset, "JSON nested deeper than 1024 levels")
+    if not response.content.strip():
+        raise CrmResponseError(path, offset, "answered an empty body, not JSON")
+    try:
+        return plain_json()  # numbers beyond 64 bits, which orjson refuses
+    except ValueError:
+        raise CrmResponseError(path, offset, "the body is not valid JSON (cut short?)") from None
 
 
 def parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:

@@ -67,26 +67,34 @@ class CrmOffsetPaginator(OffsetPaginator):
                 f"'total' {total:,} is more than the {self.max_records:,} records a sync reads"
                 " (max_records_per_resource)",
             )
-        ids = [r.get("id") if isinstance(r, dict) else None for r in body["data"]]
-        if any(i is not None for i in ids) and ids == self._last_ids:
+        records = body["data"]
+        stray = next((n for n, r in enumerate(records) if not isinstance(r, dict)), None)
+        if stray is not None:
+            kind = type(records[stray]).__name__
+            raise CrmResponseError(path, offset, f"record {stray + 1} is a {kind}, not an object")
+        ids = [r.get("id") for r in records]
+        present = [(type(i).__name__, repr(i)) for i in ids if i is not None]
+        if len(set(present)) < len(present):
+            repeats = len(present) - len(set(present))
+            raise CrmResponseError(path, offset, f"{repeats} record(s) repeat an id of the page")
+        if present and ids == self._last_ids:
             raise CrmResponseError(
                 path, offset, "the page repeats the one before it (same ids): offset ignored?"
             )
         self._last_ids = ids
+        received = len(records)
+        if received == 0 and offset < total:
+            raise CrmResponseError(
+                path,
+                offset,
+                f"no records, though 'total' is {total:,}: more announced than paging reaches",
+            )
         if self.ledger is not None:
             self.ledger.saw_total(total)
-        received = len(body["data"])
         if self.prefetcher is not None:
             self._plan_ahead(path, offset, received, total)
         self.current_value = offset + received
         self._has_next_page = received > 0 and self.current_value < total
-        if received == 0 and offset < total:
-            log.warning(
-                "GET %s at offset %d returned no records but total is %d; stopping here",
-                path,
-                offset,
-                total,
-            )
 
     def _plan_ahead(self, path: str, offset: int, received: int, total: int) -> None:
         """After the first page, fetch the rest ahead; on any surprise, go on page by page.

@@ -1,7 +1,6 @@
 """Offset paging: page boundaries end to end, and malformed pages in narrow unit tests."""
 
 import json
-import logging
 from typing import Any
 
 import dagster as dg
@@ -95,6 +94,16 @@ def test_paginator_advances_by_records_received_and_stops_at_total() -> None:
             {"data": [{"email": "jane@corp.example"}], "total": "7"}, "'total'", id="text"
         ),
         pytest.param(["jane@corp.example"], "no 'data' list", id="not-an-object"),
+        pytest.param(
+            {"data": [{"id": 1}, "jane@corp.example"], "total": 9},
+            "record 2 is a str, not an object",
+            id="record-not-an-object",
+        ),
+        pytest.param(
+            {"data": [{"id": 1, "email": "jane@corp.example"}, {"id": 1}], "total": 9},
+            "1 record(s) repeat an id of the page",
+            id="id-twice",
+        ),
     ],
 )
 def test_malformed_page_raises_with_where_and_without_contents(body: Any, problem: str) -> None:
@@ -108,13 +117,21 @@ def test_malformed_page_raises_with_where_and_without_contents(body: Any, proble
     assert "api_key" not in message
 
 
-def test_empty_page_before_total_stops_and_warns(caplog: pytest.LogCaptureFixture) -> None:
-    paginator = _paginator_at(100)
-    with caplog.at_level(logging.WARNING, logger="crm_assets.source.paging"):
-        paginator.update_state(_response({"data": [], "total": 180}, 100))
+def test_an_empty_page_below_the_total_is_refused() -> None:
+    with pytest.raises(CrmResponseError) as raised:
+        _paginator_at(100).update_state(_response({"data": [], "total": 180}, 100))
+
+    assert str(raised.value) == (
+        "GET /v1/account at offset 100: no records, though 'total' is 180: more announced than"
+        " paging reaches"
+    )
+
+
+def test_an_empty_page_at_the_total_ends_paging() -> None:
+    paginator = _paginator_at(180)  # records deleted meanwhile: the total moved down to here
+    paginator.update_state(_response({"data": [], "total": 180}, 180))
 
     assert paginator.has_next_page is False
-    assert "offset 100 returned no records but total is 180" in caplog.text
 
 
 def test_a_total_no_sync_could_page_through_is_refused() -> None:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from crm_sandbox.bad_answers import bad_answer
 from crm_sandbox.data import CrmStore, UnknownRecordError
 from crm_sandbox.faults import FaultPlan
 
@@ -91,9 +92,11 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         size = min(limit, faults.settings.max_page_size, faults.take_short(resource, offset))
         if faults.take_skip(resource, offset):
             offset += size
-        body = store.page_body(
-            resource, offset, size, newest_first=sort == "-updated_at", updated_since=since
-        )
+        newest_first = sort == "-updated_at"
+        body = store.page_body(resource, offset, size, newest_first, since)
+        if kind := faults.take_bad(resource, offset):
+            before = store.page_body(resource, max(0, offset - size), size, newest_first, since)
+            return bad_answer(kind, body, offset, before)
         return Response(body, media_type="application/json")
 
     async def admin(request: Request) -> Response:

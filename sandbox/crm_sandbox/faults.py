@@ -78,6 +78,7 @@ class FaultPlan:
         self._scripted: dict[tuple[str, int | None], deque[Fault]] = {}
         self._skips: list[tuple[str, int]] = []
         self._shorts: dict[tuple[str, int], int] = {}
+        self._bad: dict[tuple[str, int], deque[str]] = {}
         self._in_flight = 0
         self.max_in_flight = 0
         # Called with (resource, offset) as each listing request arrives: tests change data here.
@@ -110,6 +111,16 @@ class FaultPlan:
         """The next request at `offset` gets at most `size` records (a cap that moved mid-sync)."""
         with self._lock:
             self._shorts[(resource, offset)] = size
+
+    def serve_bad(self, resource: str, offset: int, kind: str, times: int = 1) -> None:
+        """The next `times` requests at `offset` get a bad answer of `kind` (see bad_answers)."""
+        with self._lock:
+            self._bad.setdefault((resource, offset), deque()).extend([kind] * times)
+
+    def take_bad(self, resource: str, offset: int) -> str | None:
+        with self._lock:
+            queue = self._bad.get((resource, offset))
+            return queue.popleft() if queue else None
 
     def take_short(self, resource: str, offset: int) -> int:
         with self._lock:

@@ -30,8 +30,9 @@ def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
 ) -> None:
     sandbox = make_sandbox(350)
     assert sync(sandbox).success
-    # The last page comes back empty while the total still says 350: 50 records never arrive.
-    sandbox.faults.skip_page("contact", 300)
+    # Offset 200 answers records 300-349, as if 200-249 had never been there: a short page, so
+    # paging goes on at 250 and 200-249 never arrive, silently.
+    sandbox.faults.skip_page("contact", 200)
 
     result = sync(sandbox)
 
@@ -40,7 +41,8 @@ def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
     assert not reconciled.passed
     assert reconciled.severity == dg.AssetCheckSeverity.ERROR
     assert reconciled.description == (
-        "300 distinct ids landed but the API total is 350; received 300 records"
+        "300 distinct ids landed but the API total is 350; received 350 records; 50 ids arrived"
+        " twice: records shifted between pages"
     )
     assert check_result(result, "account", "reconciled_with_api").passed
     gone = check_result(result, "contact", "gone_upstream")

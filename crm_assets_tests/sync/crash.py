@@ -1,0 +1,77 @@
+"""The crash test's and `make soak`'s side of a crash: run the job in a child, then compare.
+
+`differences` says, per table, what differs between the warehouse and the API's snapshot after
+a run: live rows against the records, deletion marks against what is gone, the last load's
+quarantine, load packages left behind. An empty list means exact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import dlt
+
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.warehouse.resource import PIPELINE_NAME, WarehouseResource
+from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
+from crm_sandbox import SandboxServer
+
+
+def run_job(
+    sandbox: SandboxServer, warehouse: WarehouseResource, phase: str = "none", seed: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """The sync job in its own process (see crash_child.py), killed in `phase` unless `none`."""
+    child = [sys.executable, "-m", "crm_assets_tests.sync.crash_child"]
+    return subprocess.run(
+        [*child, sandbox.base_url, str(warehouse.path), phase, str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _table_differences(
+    sandbox: SandboxServer, warehouse: WarehouseResource, table: str
+) -> list[str]:
+    upstream = [r for r in sandbox.store.records(table) if "id" in r]
+    upstream_ids = {r["id"] for r in upstream}
+    with warehouse.connect() as connection:
+        rows = connection.execute(f"select id, _deleted_at from crm.{table}").fetchall()
+    marked = {i for i, at in rows if at is not None}
+    problems = []
+    if len(rows) != len({i for i, _ in rows}):
+        problems.append(f"{table}: duplicate ids")
+    if wrong := {i for i, _ in rows} - upstream_ids - marked:
+        problems.append(f"{table}: {len(wrong)} rows gone upstream but not marked deleted")
+    if wrong := marked & upstream_ids:
+        problems.append(f"{table}: {len(wrong)} live records marked deleted")
+    live = [r for r in warehouse_records(warehouse, table) if r["id"] not in marked]
+    try:
+        assert_same_records(upstream, live)
+    except AssertionError as difference:
+        problems.append(f"{table}: live rows differ from the API ({difference})")
+    return problems
+
+
+def differences(
+    sandbox: SandboxServer, warehouse: WarehouseResource, quarantined: list[tuple[Any, ...]]
+) -> list[str]:
+    """What differs from the API's snapshot; `quarantined` the last load's quarantine rows."""
+    problems = [p for t in crm_resource_names() for p in _table_differences(sandbox, warehouse, t)]
+    with warehouse.connect() as connection:
+        last_load = connection.execute("select max(load_id) from crm._dlt_loads").fetchone()[0]
+        found = connection.execute(
+            "select resource, record_id, field from crm._quarantine where _dlt_load_id = ?",
+            [last_load],
+        ).fetchall()
+    if sorted(found, key=repr) != sorted(quarantined, key=repr):
+        problems.append(f"quarantine of the last load: {found} instead of {quarantined}")
+    pipeline = dlt.attach(PIPELINE_NAME, pipelines_dir=str(warehouse.path.parent / "dlt_pipelines"))
+    if (
+        pending := pipeline.list_extracted_load_packages()
+        + pipeline.list_normalized_load_packages()
+    ):
+        problems.append(f"{len(pending)} load packages left behind")
+    return problems

@@ -1,0 +1,137 @@
+"""A sync job in its own process that `kill -9`s itself at a chosen point of a chosen phase.
+
+`python -m crm_assets_tests.sync.crash_child BASE_URL DUCKDB_PATH PHASE SEED` runs what
+`crm_sync_job` runs (the sync, the table checks, the model) against the API at BASE_URL; PHASE
+is one of `PHASES` or `none`, and SEED picks the point within it. The crash test and `make soak`
+run it, then check that one normal run repairs everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+from dlt.pipeline.pipeline import Pipeline
+
+import crm_assets.defs.analytics.assets as analytics
+import crm_assets.defs.crm.assets as sync_assets
+import crm_assets.defs.crm.checks as checks
+from crm_assets.defs.crm.resources import CrmApiResource
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.paging import CrmOffsetPaginator
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets_tests.conftest import TEST_KEY
+
+PHASES = ("extract", "normalize", "load", "post_load", "checks", "model")
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after_calls(owner: Any, name: str, calls: int, before: bool = True) -> None:
+    """Dies on the `calls`-th call of `owner.name`, before or after it runs."""
+    original = getattr(owner, name)
+    count = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count == calls and before:
+            _die()
+        result = original(*args, **kwargs)
+        if count == calls:
+            _die()
+        return result
+
+    setattr(owner, name, wrapper)
+
+
+def _during_load(statement: int) -> None:
+    """Dies before the `statement`-th SQL statement dlt runs while loading."""
+    loading, count = [False], [0]
+    load, execute = Pipeline.load, DuckDbSqlClient.execute_query
+
+    def load_then(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        loading[0] = True
+        return load(self, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def counted(self: DuckDbSqlClient, query: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        if loading[0]:
+            count[0] += 1
+            if count[0] == statement:
+                _die()
+        with execute(self, query, *args, **kwargs) as cursor:
+            yield cursor
+
+    Pipeline.load = load_then  # type: ignore[method-assign]
+    DuckDbSqlClient.execute_query = counted  # type: ignore[method-assign, assignment]
+
+
+def arm(phase: str, seed: int) -> str:
+    """Installs the kill for `phase`; returns where it will strike, for the test's message."""
+    rng = random.Random(f"{phase}/{seed}")
+    before = rng.random() < 0.5
+    where = "before" if before else "after"
+    arms: dict[str, Callable[[], str]] = {
+        "extract": lambda: _arm_extract(rng.randint(1, 12)),
+        "normalize": lambda: _arm(Pipeline, "normalize", 1, before),
+        "load": lambda: _arm_load(rng.randint(1, 24)),
+        "post_load": lambda: _arm(sync_assets, "mark_deleted", rng.randint(1, 3), before),
+        "checks": lambda: _arm(checks, "id_counts", 1, before),
+        "model": lambda: _arm(analytics, "build_account_summary", 1, before),
+        "none": lambda: "nowhere",
+    }
+    return arms[phase]().replace("{where}", where)
+
+
+def _arm(owner: Any, name: str, calls: int, before: bool) -> str:
+    _after_calls(owner, name, calls, before)
+    return f"{{where}} call {calls} of {name}"
+
+
+def _arm_extract(page: int) -> str:
+    _after_calls(CrmOffsetPaginator, "update_state", page, before=False)
+    return f"after page {page} of extract"
+
+
+def _arm_load(statement: int) -> str:
+    _during_load(statement)
+    return f"before SQL statement {statement} of the load"
+
+
+def run_job(base_url: str, duckdb_path: str) -> bool:
+    """What `crm_sync_job` runs, in process, as the tests' `sync_all` does."""
+    result = dg.materialize(
+        [
+            sync_assets.build_crm_assets(),
+            checks.build_table_checks(crm_resource_names()),
+            analytics.account_summary,
+        ],
+        resources={
+            "dlt": DagsterDltResource(),
+            "crm_api": CrmApiResource(base_url=base_url, api_key=TEST_KEY, backoff_factor=0.05),
+            "warehouse": WarehouseResource(duckdb_path=duckdb_path),
+        },
+        raise_on_error=False,
+    )
+    return result.success
+
+
+def main(argv: list[str]) -> int:
+    base_url, duckdb_path, phase, seed = argv
+    print(f"kill -9 {arm(phase, int(seed))}", flush=True)
+    return 0 if run_job(base_url, duckdb_path) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
