@@ -9,7 +9,7 @@ SANDBOX_PORT ?= 8765
 SANDBOX_CHURN_S ?= 120
 DAGSTER_PORT ?= 3000
 
-.PHONY: install demo dev test lint format bench clean schema
+.PHONY: install demo dev test lint format bench soak clean schema
 
 install: $(STAMP)
 
@@ -61,3 +61,8 @@ bench: install
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/bench_sync.py
 	$(BIN)/python benchmarks/scenarios.py $(BENCH_ARGS)
+
+# N syncs against a flaky sandbox, every fifth killed with kill -9, each compared exactly with
+# the API and searched for the key (SOAK_ARGS, e.g. "--runs 10 --seed 3"); not part of `make test`.
+soak: install
+	$(BIN)/python -m crm_assets_tests.soak $(SOAK_ARGS)

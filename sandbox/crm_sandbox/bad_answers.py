@@ -7,6 +7,7 @@ sandbox would have served, so it is wrong in exactly one way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,6 +19,15 @@ OVERSIZED_BYTES = 3 * 2**20  # past a client capped at 1 or 2 MB
 DEEP_LEVELS = 5_000  # past any sane nesting cap, and past orjson's 1,024
 
 
+class SandboxResetError(ConnectionResetError):
+    """The sandbox dropping a connection on purpose: not an error of the sandbox."""
+
+
+def quiet_resets(record: logging.LogRecord) -> bool:
+    """A logging filter for uvicorn: no traceback for a reset the sandbox was asked to do."""
+    return not (record.exc_info and isinstance(record.exc_info[1], SandboxResetError))
+
+
 def _json(body: Any, media_type: str = JSON) -> Response:
     return Response(orjson.dumps(body), media_type=media_type)
 
@@ -27,7 +37,7 @@ def _reset_mid_body(page: bytes) -> Response:
 
     async def half_then_reset() -> AsyncIterator[bytes]:
         yield page[: len(page) // 2]
-        raise ConnectionResetError("sandbox: connection reset mid-body")
+        raise SandboxResetError("sandbox: connection reset mid-body")
 
     return StreamingResponse(
         half_then_reset(), media_type=JSON, headers={"Content-Length": str(len(page))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import socket
@@ -13,6 +14,7 @@ from types import TracebackType
 import uvicorn
 
 from crm_sandbox.app import create_app
+from crm_sandbox.bad_answers import quiet_resets
 from crm_sandbox.data import DEFAULT_RECORDS_PER_RESOURCE, CrmStore
 from crm_sandbox.dialects import DIALECTS
 from crm_sandbox.faults import FaultPlan, FaultSettings
@@ -46,6 +48,7 @@ class SandboxServer:
             access_log=False,
         )
         self._server = uvicorn.Server(config)
+        logging.getLogger("uvicorn.error").addFilter(quiet_resets)  # after uvicorn set it up
         self._thread: threading.Thread | None = None
 
     @property
