@@ -51,6 +51,21 @@ def mark_deleted(client: SqlClientBase, table: str, load_id: str, at: datetime) 
     return int(newly[0][0]), int(marked[0][0])
 
 
+def drop_unfinished(client: SqlClientBase, table: str) -> int:
+    """Deletes rows an append-only `table` got from loads that never completed (not in
+    `_dlt_loads`): dlt commits each table of a package on its own, so a run killed mid-load
+    can leave some. The run that calls this re-read what they held. Returns how many."""
+    if not existing_tables(client, [table]):
+        return 0
+    qualified = client.make_qualified_table_name(table)
+    loads = client.make_qualified_table_name("_dlt_loads")
+    unfinished = f"{DLT_LOAD_ID} not in (select load_id from {loads} where status = 0)"
+    with client.begin_transaction():
+        count = client.execute_sql(f"select count(*) from {qualified} where {unfinished}")
+        client.execute_sql(f"delete from {qualified} where {unfinished}")
+    return int(count[0][0])
+
+
 def row_counts(client: SqlClientBase, table: str) -> tuple[int, int]:
     """(all rows, rows not marked deleted) of a table."""
     qualified = client.make_qualified_table_name(table)

@@ -66,6 +66,12 @@ def differences(
             "select resource, record_id, field from crm._quarantine where _dlt_load_id = ?",
             [last_load],
         ).fetchall()
+        orphans = connection.execute(
+            "select count(*) from crm._quarantine where _dlt_load_id not in"
+            " (select load_id from crm._dlt_loads where status = 0)"
+        ).fetchone()[0]
+    if orphans:
+        problems.append(f"{orphans} quarantine rows of loads that never completed")
     if sorted(found, key=repr) != sorted(quarantined, key=repr):
         problems.append(f"quarantine of the last load: {found} instead of {quarantined}")
     pipeline = dlt.attach(PIPELINE_NAME, pipelines_dir=str(warehouse.path.parent / "dlt_pipelines"))

@@ -32,7 +32,9 @@ from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY
 
-PHASES = ("extract", "normalize", "load", "post_load", "checks", "model")
+# quarantine_appended: right after the load appended the `_quarantine` rows, before the tables
+# were merged (dlt commits each table of a package on its own)
+PHASES = ("extract", "normalize", "load", "quarantine_appended", "post_load", "checks", "model")
 
 
 def _die() -> None:
@@ -57,9 +59,10 @@ def _after_calls(owner: Any, name: str, calls: int, before: bool = True) -> None
     setattr(owner, name, wrapper)
 
 
-def _during_load(statement: int) -> None:
-    """Dies before the `statement`-th SQL statement dlt runs while loading."""
-    loading, count = [False], [0]
+def _during_load(statement: int, after: str | None = None) -> None:
+    """Dies before the `statement`-th SQL statement dlt runs while loading, or before the one
+    following the first that mentions `after` (so that one's transaction has committed)."""
+    loading, count, seen = [False], [0], [False]
     load, execute = Pipeline.load, DuckDbSqlClient.execute_query
 
     def load_then(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
@@ -70,8 +73,9 @@ def _during_load(statement: int) -> None:
     def counted(self: DuckDbSqlClient, query: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         if loading[0]:
             count[0] += 1
-            if count[0] == statement:
+            if count[0] == statement or seen[0]:
                 _die()
+            seen[0] = after is not None and after in str(query)
         with execute(self, query, *args, **kwargs) as cursor:
             yield cursor
 
@@ -88,6 +92,7 @@ def arm(phase: str, seed: int) -> str:
         "extract": lambda: _arm_extract(rng.randint(1, 12)),
         "normalize": lambda: _arm(Pipeline, "normalize", 1, before),
         "load": lambda: _arm_load(rng.randint(1, 24)),
+        "quarantine_appended": lambda: _arm_load(0, after='"_quarantine"'),
         "post_load": lambda: _arm(sync_assets, "mark_deleted", rng.randint(1, 3), before),
         "checks": lambda: _arm(checks, "id_counts", 1, before),
         "model": lambda: _arm(analytics, "build_account_summary", 1, before),
@@ -106,8 +111,10 @@ def _arm_extract(page: int) -> str:
     return f"after page {page} of extract"
 
 
-def _arm_load(statement: int) -> str:
-    _during_load(statement)
+def _arm_load(statement: int, after: str | None = None) -> str:
+    _during_load(statement, after)
+    if after:
+        return f"after the load committed its SQL statement on {after}"
     return f"before SQL statement {statement} of the load"
 
 

@@ -18,6 +18,7 @@ from crm_assets.defs.crm.checks import DeletionMarks, sync_check_results, sync_c
 from crm_assets.defs.crm.metadata import column_schema
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import CrmTranslator, asset_key
+from crm_assets.source.batches import QUARANTINE_TABLE
 from crm_assets.source.contract import crm_resource_names, crm_source
 from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
 from crm_assets.source.ledger import SyncLedger
@@ -31,7 +32,13 @@ from crm_assets.warehouse.resource import (
     WAREHOUSE_POOL,
     WarehouseResource,
 )
-from crm_assets.warehouse.tables import landed_ids, mark_deleted, newest, row_counts
+from crm_assets.warehouse.tables import (
+    drop_unfinished,
+    landed_ids,
+    mark_deleted,
+    newest,
+    row_counts,
+)
 
 
 def _last_load_id(pipeline: dlt.Pipeline) -> str | None:
@@ -83,6 +90,8 @@ def _finish_sync(
     load_id = _last_load_id(pipeline)
     now = datetime.now(UTC)
     with pipeline.sql_client() as client:
+        if dropped := drop_unfinished(client, QUARANTINE_TABLE):
+            context.log.info(f"removed {dropped} quarantine rows of a load that did not finish")
         for result, table in zip(results, tables, strict=True):
             seen = ledger[table]
             reconciliation = seen.reconcile(landed_ids(client, table, load_id))
