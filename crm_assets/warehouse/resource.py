@@ -59,8 +59,15 @@ class WarehouseResource(dg.ConfigurableResource):
     def path(self) -> Path:
         return Path(self.duckdb_path).expanduser().resolve()
 
-    def dlt_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> dlt.Pipeline:
-        """A dlt pipeline into this warehouse; its local state sits next to the DuckDB file."""
+    def dlt_pipeline(
+        self,
+        pipeline_name: str = PIPELINE_NAME,
+        connection: duckdb.DuckDBPyConnection | None = None,
+    ) -> dlt.Pipeline:
+        """A dlt pipeline into this warehouse; its local state sits next to the DuckDB file.
+
+        With `connection` (open on this file), dlt works through it instead of opening its own.
+        """
         if self.path.stem in (self.dataset_name, ANALYTICS_SCHEMA):
             # DuckDB then fails with "Ambiguous reference to catalog or schema".
             raise CrmConfigError(
@@ -72,7 +79,7 @@ class WarehouseResource(dg.ConfigurableResource):
             pipeline_name=pipeline_name,
             destination=dlt.destinations.duckdb(
                 credentials=DuckDbCredentials(
-                    str(self.path),
+                    connection or str(self.path),
                     # Insertion order is meaningless for merged tables and costs memory to keep.
                     global_config={
                         "memory_limit": self.duckdb_memory_limit,
@@ -87,6 +94,17 @@ class WarehouseResource(dg.ConfigurableResource):
             dataset_name=self.dataset_name,
             pipelines_dir=str(self.path.parent / "dlt_pipelines"),
         )
+
+    @contextmanager
+    def sync_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> Iterator[dlt.Pipeline]:
+        """The pipeline for one sync, with one DuckDB connection held open throughout: dlt
+        otherwise opens the file anew, and checkpoints it on close, for every load job."""
+        self.dlt_pipeline(pipeline_name)  # checks the configuration, creates the folder
+        connection = duckdb.connect(str(self.path))
+        try:
+            yield self.dlt_pipeline(pipeline_name, connection)
+        finally:
+            connection.close()
 
     @contextmanager
     def sql_client(self) -> Iterator[SqlClientBase]:

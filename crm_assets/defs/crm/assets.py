@@ -133,7 +133,18 @@ def _sync(
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One sync: read the API through dlt into the warehouse, then marks, metadata, checks."""
-    pipeline = warehouse.dlt_pipeline(PIPELINE_NAME)
+    with warehouse.sync_pipeline(PIPELINE_NAME) as pipeline:
+        yield from _sync_into(pipeline, context, config, dlt, crm_api, warehouse)
+
+
+def _sync_into(
+    pipeline: dlt.Pipeline,
+    context: dg.AssetExecutionContext,
+    config: CrmSyncConfig,
+    dlt: DagsterDltResource,
+    crm_api: CrmApiResource,
+    warehouse: WarehouseResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     ledger = SyncLedger()
     selected = [n for n in crm_resource_names() if asset_key(n) in context.selected_asset_keys]
     incremental = config.mode != "full" and crm_api.is_incremental
