@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from crm_assets.defs.analytics.assets import account_summary
+from crm_assets.defs.analytics.assets import account_summary_on
 from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import build_table_checks
@@ -18,7 +18,11 @@ from crm_assets.defs.crm.sensors import build_crm_change_sensor
 from crm_assets.defs.crm.translator import api_asset_specs
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.warehouse.resource import DEFAULT_DUCKDB_PATH, WarehouseResource
+from crm_assets.warehouse.resource import (
+    DEFAULT_DESTINATION,
+    DEFAULT_DUCKDB_PATH,
+    WarehouseResource,
+)
 
 
 def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
@@ -29,14 +33,15 @@ def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = OrchestrationSettings.from_env(os.environ)
+    destination = os.environ.get("CRM_DESTINATION") or DEFAULT_DESTINATION
     freshness = dg.FreshnessPolicy.time_window(
         fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
     )
     return dg.Definitions(
         assets=[
             *api_asset_specs(crm_resource_names()),
-            build_crm_assets(freshness),
-            account_summary,
+            build_crm_assets(freshness, destination),
+            account_summary_on(destination),
         ],
         asset_checks=[build_table_checks(crm_resource_names())],
         jobs=[build_crm_sync_job()],
@@ -54,7 +59,9 @@ def defs() -> dg.Definitions:
                 incremental_param=os.environ.get("CRM_INCREMENTAL_PARAM") or None,
             ),
             "warehouse": WarehouseResource(
-                duckdb_path=_env_or("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+                destination=destination,
+                duckdb_path=_env_or("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH),
+                postgres_url=_env_or("CRM_POSTGRES_URL", None),
             ),
         },
     )

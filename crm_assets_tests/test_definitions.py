@@ -66,6 +66,15 @@ def test_each_table_is_in_group_crm_fed_by_its_api_endpoint(loaded: dg.Definitio
         assert graph.get(dg.AssetKey(["crm_api", name])).group_name == "crm_api"
 
 
+def test_asset_kinds_name_the_configured_destination(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_DESTINATION", "postgres")
+
+    graph = defs().resolve_asset_graph()
+
+    assert graph.get(dg.AssetKey(["crm", "contact"])).kinds == {"dlt", "postgres"}
+    assert graph.get(MODEL_KEY).kinds == {"sql", "postgres"}
+
+
 def test_every_crm_asset_has_the_configured_freshness_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

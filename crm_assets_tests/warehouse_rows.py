@@ -5,6 +5,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from dlt.destinations.sql_client import SqlClientBase
+
 from crm_assets.source.schema import DELETED_AT, declared_columns, rename_map
 from crm_assets.warehouse.resource import WarehouseResource
 
@@ -21,32 +23,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _tables(warehouse: WarehouseResource) -> set[str]:
-    with warehouse.connect() as connection:
-        query = "select table_name from information_schema.tables where table_schema = ?"
-        rows = connection.execute(query, [warehouse.dataset_name]).fetchall()
-    return {row[0] for row in rows}
+def _child_tables(client: SqlClientBase, table: str) -> set[str]:
+    rows = client.execute_sql(
+        "select table_name from information_schema.tables where table_schema = %s",
+        client.dataset_name,
+    )
+    return {row[0] for row in rows or [] if row[0].startswith(f"{table}__")}
 
 
 def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str, Any]]:
     """Rows of `table` back in the API's shape: API field names, objects, lists.
 
     Neutral names go back to the vendor's, `a__b` columns fold into objects, JSON columns are
-    parsed, and any child tables (undeclared lists) are attached.
+    parsed, and any child tables (undeclared lists) are attached. Read through dlt's SQL
+    client, so the same on every destination.
     """
     api_names = {neutral: api for api, neutral in rename_map(table).items()}
     json_columns = {c.name for c in declared_columns(table) if c.data_type == "json"}
-    schema = warehouse.dataset_name
-    tables = _tables(warehouse)
-    with warehouse.connect() as connection:
-        cursor = connection.execute(f"select * from {schema}.{table} order by id")
-        columns = [c[0] for c in cursor.description]
-        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    with warehouse.sql_client() as client:
+        tables = _child_tables(client, table)
+        with client.execute_query(
+            f"select * from {client.make_qualified_table_name(table)} order by id"
+        ) as cursor:
+            columns = [c[0] for c in cursor.native_cursor.description]
+            rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         children: dict[str, dict[str, list[Any]]] = {}
         for child in sorted(t for t in tables if t.startswith(f"{table}__")):
             field = child.removeprefix(f"{table}__")
-            query = f"select _dlt_parent_id, value from {schema}.{child} order by _dlt_list_idx"
-            for parent_id, value in connection.execute(query).fetchall():
+            qualified = client.make_qualified_table_name(child)
+            query = f"select _dlt_parent_id, value from {qualified} order by _dlt_list_idx"
+            for parent_id, value in client.execute_sql(query) or []:
                 children.setdefault(field, {}).setdefault(parent_id, []).append(_plain(value))
     records = []
     for row in rows:
@@ -54,7 +60,7 @@ def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str
         for column, value in row.items():
             if column in _DLT_COLUMNS:
                 continue
-            if column in json_columns and value is not None:
+            if column in json_columns and isinstance(value, str):  # Postgres parses it itself
                 value = json.loads(value)
             column = api_names.get(column, column)
             if "__" in column:

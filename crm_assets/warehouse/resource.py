@@ -10,11 +10,11 @@ from typing import Any
 import dagster as dg
 import dlt
 import duckdb
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.sql_client import SqlClientBase
 from pydantic import Field
 
 from crm_assets.source.config import CrmConfigError
+from crm_assets.warehouse.destinations import DESTINATIONS, Destination
 
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 DEFAULT_DATASET = "crm"
@@ -23,20 +23,30 @@ PIPELINE_NAME = "crm_api"  # one dlt pipeline per source
 # Every asset that writes the warehouse runs in this pool; .dagster/dagster.yaml limits it to 1,
 # so two launches queue instead of failing on DuckDB's "Conflicting lock is held".
 WAREHOUSE_POOL = "crm_warehouse"
-# Parquet loading: 50k records take 7.3 s / 400 MB here, against 15.7 s / 2.5 GB with insert_values.
-DEFAULT_LOADER_FILE_FORMAT = "parquet"
+DEFAULT_DESTINATION = "duckdb"
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Where CRM tables land: a DuckDB file, tables in schema `dataset_name`."""
+    """Where CRM tables land: a DuckDB file by default, or Postgres; tables in `dataset_name`."""
 
+    destination: str = Field(
+        default=DEFAULT_DESTINATION,
+        description=f"dlt destination, one of {', '.join(DESTINATIONS)}; CRM_DESTINATION",
+    )
     duckdb_path: str = Field(
         default=DEFAULT_DUCKDB_PATH, description="DuckDB file; CRM_DUCKDB_PATH"
     )
+    postgres_url: str | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:port/database; CRM_POSTGRES_URL (else dlt's"
+            " destination.postgres.credentials)"
+        ),
+    )
     dataset_name: str = Field(default=DEFAULT_DATASET, description="Schema the tables land in")
-    loader_file_format: str = Field(
-        default=DEFAULT_LOADER_FILE_FORMAT,
-        description="dlt loader file format (parquet: 3x faster and 6x leaner than insert_values)",
+    loader_file_format: str | None = Field(
+        default=None,
+        description="dlt loader file format; default: the fastest measured for the destination",
     )
 
     duckdb_memory_limit: str = Field(
@@ -59,6 +69,22 @@ class WarehouseResource(dg.ConfigurableResource):
     def path(self) -> Path:
         return Path(self.duckdb_path).expanduser().resolve()
 
+    @property
+    def file_format(self) -> str:
+        return self.loader_file_format or self._destination().loader_file_format
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.destination == "duckdb"
+
+    def _destination(self) -> Destination:
+        if self.destination not in DESTINATIONS:
+            raise CrmConfigError(
+                f"destination {self.destination!r} is not one of {', '.join(DESTINATIONS)}"
+                " (CRM_DESTINATION)"
+            )
+        return DESTINATIONS[self.destination]
+
     def dlt_pipeline(
         self,
         pipeline_name: str = PIPELINE_NAME,
@@ -66,9 +92,10 @@ class WarehouseResource(dg.ConfigurableResource):
     ) -> dlt.Pipeline:
         """A dlt pipeline into this warehouse; its local state sits next to the DuckDB file.
 
-        With `connection` (open on this file), dlt works through it instead of opening its own.
+        With `connection` (open on the DuckDB file), dlt works through it instead of its own.
         """
-        if self.path.stem in (self.dataset_name, ANALYTICS_SCHEMA):
+        destination = self._destination()
+        if self.is_duckdb and self.path.stem in (self.dataset_name, ANALYTICS_SCHEMA):
             # DuckDB then fails with "Ambiguous reference to catalog or schema".
             raise CrmConfigError(
                 f"DuckDB file {self.path.name!r} has the same stem as schema"
@@ -77,29 +104,19 @@ class WarehouseResource(dg.ConfigurableResource):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.pipeline(
             pipeline_name=pipeline_name,
-            destination=dlt.destinations.duckdb(
-                credentials=DuckDbCredentials(
-                    connection or str(self.path),
-                    # Insertion order is meaningless for merged tables and costs memory to keep.
-                    global_config={
-                        "memory_limit": self.duckdb_memory_limit,
-                        "preserve_insertion_order": False,
-                        "threads": self.duckdb_threads,
-                    },
-                ),
-                # One load job at a time: DuckDB has one writer, and parallel merges only add
-                # up their memory.
-                loader_parallelism_strategy="sequential",
-            ),
+            destination=destination.build(self, connection),
             dataset_name=self.dataset_name,
             pipelines_dir=str(self.path.parent / "dlt_pipelines"),
         )
 
     @contextmanager
     def sync_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> Iterator[dlt.Pipeline]:
-        """The pipeline for one sync, with one DuckDB connection held open throughout: dlt
+        """The pipeline for one sync. On DuckDB it holds one connection open throughout: dlt
         otherwise opens the file anew, and checkpoints it on close, for every load job."""
-        self.dlt_pipeline(pipeline_name)  # checks the configuration, creates the folder
+        pipeline = self.dlt_pipeline(pipeline_name)  # checks the configuration
+        if not self.is_duckdb:
+            yield pipeline
+            return
         connection = duckdb.connect(str(self.path))
         try:
             yield self.dlt_pipeline(pipeline_name, connection)
@@ -119,7 +136,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for queries and checks; closed on exit so dlt can write again."""
+        """A DuckDB connection for the demo's and tests' queries; closed on exit so dlt can
+        write again. Everything else queries through `sql_client`, on any destination."""
+        if not self.is_duckdb:
+            raise CrmConfigError(
+                f"connect() opens the DuckDB file; on {self.destination} use sql_client()"
+            )
         connection = duckdb.connect(str(self.path), read_only=read_only)
         try:
             yield connection

@@ -4,7 +4,12 @@ import dagster as dg
 
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.warehouse.models import ACCOUNT_SUMMARY_TABLE, build_account_summary
-from crm_assets.warehouse.resource import ANALYTICS_SCHEMA, WAREHOUSE_POOL, WarehouseResource
+from crm_assets.warehouse.resource import (
+    ANALYTICS_SCHEMA,
+    DEFAULT_DESTINATION,
+    WAREHOUSE_POOL,
+    WarehouseResource,
+)
 
 ANALYTICS_GROUP = "analytics"
 ACCOUNT_SUMMARY = dg.AssetKey([ANALYTICS_SCHEMA, "account_summary"])
@@ -31,7 +36,7 @@ _COLUMNS = dg.TableSchema(
     key=ACCOUNT_SUMMARY,
     deps=[asset_key("account"), asset_key("contact"), asset_key("opportunity")],
     group_name=ANALYTICS_GROUP,
-    kinds={"sql", "duckdb"},
+    kinds={"sql", DEFAULT_DESTINATION},
     pool=WAREHOUSE_POOL,
     automation_condition=dg.AutomationCondition.eager(),
     description="Per live account: contacts, open opportunities and their amount.",
@@ -45,4 +50,11 @@ def account_summary(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "dagster/table_name": ACCOUNT_SUMMARY_TABLE,
             "dagster/column_schema": _COLUMNS,
         }
+    )
+
+
+def account_summary_on(destination: str) -> dg.AssetsDefinition:
+    """`account_summary` with the warehouse's destination as its kind."""
+    return account_summary.map_asset_specs(
+        lambda spec: spec.replace_attributes(kinds={"sql", destination})
     )

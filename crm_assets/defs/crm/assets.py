@@ -28,6 +28,7 @@ from crm_assets.sync.progress import ProgressReporter
 from crm_assets.sync.redaction import leaked_secret, redacted_logs
 from crm_assets.warehouse.resource import (
     DEFAULT_DATASET,
+    DEFAULT_DESTINATION,
     PIPELINE_NAME,
     WAREHOUSE_POOL,
     WarehouseResource,
@@ -169,7 +170,7 @@ def _sync_into(
                 context=context,
                 dlt_source=source,
                 dlt_pipeline=pipeline,
-                loader_file_format=warehouse.loader_file_format,
+                loader_file_format=warehouse.file_format,
             )
         )
     tables = [r.asset_key.path[-1] for r in results if r.asset_key]
@@ -177,12 +178,17 @@ def _sync_into(
     yield from _finish_sync(context, results, pipeline, ledger, totals)  # type: ignore[arg-type]
 
 
-def build_crm_assets(freshness_policy: dg.FreshnessPolicy | None = None) -> dg.AssetsDefinition:
-    """Asset specs come from a placeholder source; every run builds the real one from resources."""
+def build_crm_assets(
+    freshness_policy: dg.FreshnessPolicy | None = None, destination: str = DEFAULT_DESTINATION
+) -> dg.AssetsDefinition:
+    """Asset specs come from a placeholder source; every run builds the real one from resources.
+
+    `destination` (the warehouse's) names the kind the UI shows next to `dlt`.
+    """
     specs = build_dlt_asset_specs(
         dlt_source=crm_source("http://crm.invalid", "placeholder"),
         dlt_pipeline=dlt.pipeline(
-            pipeline_name=PIPELINE_NAME, destination="duckdb", dataset_name=DEFAULT_DATASET
+            pipeline_name=PIPELINE_NAME, destination=destination, dataset_name=DEFAULT_DATASET
         ),
         dagster_dlt_translator=CrmTranslator(freshness_policy),
     )
