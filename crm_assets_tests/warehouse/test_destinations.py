@@ -7,6 +7,7 @@ sets it); without it they are skipped, and pytest says so.
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -21,6 +22,7 @@ from crm_assets.warehouse.models import ACCOUNT_SUMMARY_TABLE
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY, SandboxFactory
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
+from crm_sandbox import SandboxServer
 
 POSTGRES_URL = os.environ.get("CRM_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(
@@ -57,6 +59,19 @@ def postgres_warehouse(tmp_path: Path) -> WarehouseResource:
     )
 
 
+def _materialize(
+    assets: list[Any], sandbox: SandboxServer, warehouse: WarehouseResource
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets,
+        resources={
+            "dlt": DagsterDltResource(),
+            "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
+            "warehouse": warehouse,
+        },
+    )
+
+
 @needs_postgres
 def test_a_sync_into_postgres_is_exact_and_merges_changes(
     make_sandbox: SandboxFactory,
@@ -64,21 +79,12 @@ def test_a_sync_into_postgres_is_exact_and_merges_changes(
     postgres_warehouse: WarehouseResource,
 ) -> None:
     sandbox = make_sandbox(250)
-
-    def sync() -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [crm_assets_def],
-            resources={
-                "dlt": DagsterDltResource(),
-                "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
-                "warehouse": postgres_warehouse,
-            },
-        )
-
-    assert sync().success
+    assets = [crm_assets_def]
+    assert _materialize(assets, sandbox, postgres_warehouse).success
     sandbox.store.update("contact", 5, {"first_name": "Changed"})
     sandbox.store.insert("lead", {"first_name": "New"})
-    result = sync()
+
+    result = _materialize(assets, sandbox, postgres_warehouse)
 
     assert result.success
     for table in crm_resource_names():
@@ -99,20 +105,11 @@ def test_checks_deletions_and_the_model_run_on_postgres(
     postgres_warehouse: WarehouseResource,
 ) -> None:
     sandbox = make_sandbox(120)
-
-    def run_job() -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [crm_assets_def, table_checks, account_summary_on("postgres")],
-            resources={
-                "dlt": DagsterDltResource(),
-                "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
-                "warehouse": postgres_warehouse,
-            },
-        )
-
-    assert run_job().success
+    job = [crm_assets_def, table_checks, account_summary_on("postgres")]
+    assert _materialize(job, sandbox, postgres_warehouse).success
     sandbox.store.delete("account", 4)
-    result = run_job()
+
+    result = _materialize(job, sandbox, postgres_warehouse)
 
     assert result.success
     evaluations = result.get_asset_check_evaluations()

@@ -127,18 +127,6 @@ def _finish_sync(
 
 
 def _sync(
-    context: dg.AssetExecutionContext,
-    config: CrmSyncConfig,
-    dlt: DagsterDltResource,
-    crm_api: CrmApiResource,
-    warehouse: WarehouseResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """One sync: read the API through dlt into the warehouse, then marks, metadata, checks."""
-    with warehouse.sync_pipeline(PIPELINE_NAME) as pipeline:
-        yield from _sync_into(pipeline, context, config, dlt, crm_api, warehouse)
-
-
-def _sync_into(
     pipeline: dlt.Pipeline,
     context: dg.AssetExecutionContext,
     config: CrmSyncConfig,
@@ -146,6 +134,8 @@ def _sync_into(
     crm_api: CrmApiResource,
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """One sync through `pipeline`: read the API through dlt into the warehouse, then marks,
+    metadata, checks."""
     ledger = SyncLedger()
     selected = [n for n in crm_resource_names() if asset_key(n) in context.selected_asset_keys]
     incremental = config.mode != "full" and crm_api.is_incremental
@@ -211,7 +201,8 @@ def build_crm_assets(
         problem = None
         with redacted_logs(secrets):
             try:
-                yield from _sync(context, config, dlt, crm_api, warehouse)
+                with warehouse.sync_pipeline(PIPELINE_NAME) as pipeline:
+                    yield from _sync(pipeline, context, config, dlt, crm_api, warehouse)
             except PipelineStepFailed as failure:
                 problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)
             except Exception as error:
