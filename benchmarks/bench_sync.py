@@ -5,6 +5,7 @@ Each sync runs in its own process so its peak RSS is its own. Not a test: number
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -19,12 +21,17 @@ import requests
 from crm_sandbox import CrmStore, SandboxServer
 
 KEY = "bench-key"
-# (loader file format, record gate or not, sandbox dialect) of each measured full sync
+# (loader file format, record gate or not, sandbox dialect, destination) of each full sync
 SYNCS = (
-    ("parquet", "no-gate", "default"),
-    ("parquet", "gate", "default"),
-    ("parquet", "gate", "foreign"),
-    ("insert_values", "gate", "default"),
+    ("parquet", "no-gate", "default", "duckdb"),
+    ("parquet", "gate", "default", "duckdb"),
+    ("parquet", "gate", "foreign", "duckdb"),
+    ("insert_values", "gate", "default", "duckdb"),
+)
+# Postgres's loader formats, measured when --postgres-url (or CRM_TEST_POSTGRES_URL) is given
+POSTGRES_SYNCS = (
+    ("csv", "gate", "default", "postgres"),
+    ("insert_values", "gate", "default", "postgres"),
 )
 
 
@@ -54,8 +61,11 @@ class _NoGate:
         return record
 
 
-def one_sync(records: int, loader_file_format: str, gate: bool, dialect: str) -> dict[str, float]:
-    """Runs in a child process: a full sync of all four resources into a fresh DuckDB file."""
+def one_sync(
+    records: int, loader_file_format: str, gate: bool, dialect: str, postgres_url: str | None
+) -> dict[str, float]:
+    """Runs in a child process: a full sync of all four resources into a fresh DuckDB file, or
+    into a fresh schema on Postgres when `postgres_url` is given."""
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
@@ -75,7 +85,11 @@ def one_sync(records: int, loader_file_format: str, gate: bool, dialect: str) ->
                 "dlt": DagsterDltResource(),
                 "crm_api": CrmApiResource(base_url=s.base_url, api_key=KEY),
                 "warehouse": WarehouseResource(
-                    duckdb_path=f"{tmp}/wh.duckdb", loader_file_format=loader_file_format
+                    destination="postgres" if postgres_url else "duckdb",
+                    postgres_url=postgres_url,
+                    dataset_name=f"bench_{uuid.uuid4().hex[:10]}",
+                    duckdb_path=f"{tmp}/wh.duckdb",
+                    loader_file_format=loader_file_format,
                 ),
             },
         )
@@ -89,22 +103,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=12500, help="per resource (x4 in all)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per sync; the median counts")
-    parser.add_argument("--child", nargs=4, metavar=("RECORDS", "FORMAT", "GATE", "DIALECT"))
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CRM_TEST_POSTGRES_URL"),
+        help="also measure Postgres's loader formats there (each run in a schema of its own)",
+    )
+    parser.add_argument("--child", nargs=5, metavar=("RECORDS", "FORMAT", "GATE", "DIALECT", "TO"))
     args = parser.parse_args()
     if args.child:
-        records, fmt, gate, dialect = args.child
-        print(json.dumps(one_sync(int(records), fmt, gate == "gate", dialect)))
+        records, fmt, gate, dialect, to = args.child
+        url = args.postgres_url if to == "postgres" else None
+        print(json.dumps(one_sync(int(records), fmt, gate == "gate", dialect, url)))
         return
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
     print(f"sandbox page latency (100 records): {page_latency(500)}")
     runs: dict[str, dict[str, float]] = {}
-    for fmt, gate, dialect in SYNCS:
-        label = f"{fmt}, {gate}, {dialect} dialect"
+    syncs = SYNCS + (POSTGRES_SYNCS if args.postgres_url else ())
+    if not args.postgres_url:
+        print("Postgres loader formats: not measured (no --postgres-url / CRM_TEST_POSTGRES_URL)")
+    for fmt, gate, dialect, to in syncs:
+        label = f"{fmt}, {gate}, {dialect} dialect" + (", postgres" if to == "postgres" else "")
         child = [sys.executable, str(Path(__file__)), "--child", str(args.records)]
+        if to == "postgres":
+            child[2:2] = ["--postgres-url", args.postgres_url]
         measured = []
         for _ in range(args.repeat):  # the median of a few runs: one run on 2 cores is noisy
             done = subprocess.run(
-                [*child, fmt, gate, dialect], capture_output=True, text=True, check=True
+                [*child, fmt, gate, dialect, to], capture_output=True, text=True, check=True
             )
             measured.append(json.loads(done.stdout.strip().splitlines()[-1]))
         runs[label] = sorted(measured, key=lambda run: run["seconds"])[len(measured) // 2]
