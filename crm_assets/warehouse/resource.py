@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 import dlt
@@ -76,6 +77,11 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def is_duckdb(self) -> bool:
         return self.destination == "duckdb"
+
+    def secrets(self) -> list[str]:
+        """What a sync masks in logs and errors besides the API key: the warehouse password."""
+        password = urlsplit(self.postgres_url).password if self.postgres_url else None
+        return [password, unquote(password)] if password else []
 
     def _destination(self) -> Destination:
         if self.destination not in DESTINATIONS:

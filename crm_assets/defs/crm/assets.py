@@ -197,7 +197,7 @@ def build_crm_assets(
         crm_api: CrmApiResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        secrets = [crm_api.resolved_api_key()]
+        secrets = [crm_api.resolved_api_key(), *warehouse.secrets()]
         problem = None
         with redacted_logs(secrets):
             try:
