@@ -83,6 +83,18 @@ class WarehouseResource(dg.ConfigurableResource):
         password = urlsplit(self.postgres_url).password if self.postgres_url else None
         return [password, unquote(password)] if password else []
 
+    def _checked_destination(self) -> Destination:
+        """The destination, once the configuration is known to work; makes the state folder."""
+        destination = self._destination()
+        if self.is_duckdb and self.path.stem in (self.dataset_name, ANALYTICS_SCHEMA):
+            # DuckDB then fails with "Ambiguous reference to catalog or schema".
+            raise CrmConfigError(
+                f"DuckDB file {self.path.name!r} has the same stem as schema"
+                f" {self.path.stem!r}; rename the file (CRM_DUCKDB_PATH) or the dataset"
+            )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return destination
+
     def _destination(self) -> Destination:
         if self.destination not in DESTINATIONS:
             raise CrmConfigError(
@@ -100,17 +112,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
         With `connection` (open on the DuckDB file), dlt works through it instead of its own.
         """
-        destination = self._destination()
-        if self.is_duckdb and self.path.stem in (self.dataset_name, ANALYTICS_SCHEMA):
-            # DuckDB then fails with "Ambiguous reference to catalog or schema".
-            raise CrmConfigError(
-                f"DuckDB file {self.path.name!r} has the same stem as schema"
-                f" {self.path.stem!r}; rename the file (CRM_DUCKDB_PATH) or the dataset"
-            )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         return dlt.pipeline(
             pipeline_name=pipeline_name,
-            destination=destination.build(self, connection),
+            destination=self._checked_destination().build(self, connection),
             dataset_name=self.dataset_name,
             pipelines_dir=str(self.path.parent / "dlt_pipelines"),
         )
@@ -119,10 +123,10 @@ class WarehouseResource(dg.ConfigurableResource):
     def sync_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> Iterator[dlt.Pipeline]:
         """The pipeline for one sync. On DuckDB it holds one connection open throughout: dlt
         otherwise opens the file anew, and checkpoints it on close, for every load job."""
-        pipeline = self.dlt_pipeline(pipeline_name)  # checks the configuration
         if not self.is_duckdb:
-            yield pipeline
+            yield self.dlt_pipeline(pipeline_name)
             return
+        self._checked_destination()  # our message for a bad configuration, and the folder
         connection = duckdb.connect(str(self.path))
         try:
             yield self.dlt_pipeline(pipeline_name, connection)

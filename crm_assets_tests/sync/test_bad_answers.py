@@ -91,3 +91,24 @@ def test_a_bad_answer_fails_the_sync_where_it_happened_and_loads_nothing(
     assert_key_nowhere(result, caplog)
     assert TEST_KEY not in message
     assert _digest(warehouse.path) == before
+
+
+@pytest.mark.parametrize(
+    "kind", ["duplicate_ids", "repeated_page", "non_object_records", "total_unreachable"]
+)
+def test_the_id_and_paging_answers_fail_alike_on_a_foreign_crm_with_a_smaller_page_cap(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource, kind: str
+) -> None:
+    # String ids, other field names, pages of 50: offset 200 is the fifth page here.
+    sizes = {"account": 50, "contact": 400, "lead": 50, "opportunity": 50}
+    sandbox = make_sandbox(sizes, dialect="foreign", max_page_size=50)
+    assert sync(sandbox).success
+    before = _digest(warehouse.path)
+    sandbox.faults.serve_bad("contact", OFFSET, kind)
+
+    result = sync(sandbox, **FAST)
+
+    message = failure_message(result)
+    assert f"CRM resource 'contact': GET /v1/contact at offset {OFFSET}" in message
+    assert CATALOGUE[kind] in message
+    assert _digest(warehouse.path) == before
