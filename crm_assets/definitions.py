@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from crm_assets.defs.analytics.assets import account_summary_on
+from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import build_table_checks
@@ -34,14 +34,20 @@ def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
 def defs() -> dg.Definitions:
     settings = OrchestrationSettings.from_env(os.environ)
     destination = os.environ.get("CRM_DESTINATION") or DEFAULT_DESTINATION
+    # The same warehouse with the values read, only to name its tables and kind in the specs.
+    named = WarehouseResource(
+        destination=destination,
+        duckdb_path=os.environ.get("CRM_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH,
+        postgres_url=os.environ.get("CRM_POSTGRES_URL") or None,
+    )
     freshness = dg.FreshnessPolicy.time_window(
         fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
     )
     return dg.Definitions(
         assets=[
             *api_asset_specs(crm_resource_names()),
-            build_crm_assets(freshness, destination),
-            account_summary_on(destination),
+            build_crm_assets(freshness, named),
+            build_account_summary_asset(freshness, named),
         ],
         asset_checks=[build_table_checks(crm_resource_names())],
         jobs=[build_crm_sync_job()],

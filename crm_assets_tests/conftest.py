@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from dagster_dlt import DagsterDltResource
 
-from crm_assets.defs.analytics.assets import account_summary
+from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import build_table_checks
 from crm_assets.defs.crm.resources import CrmApiResource
@@ -148,4 +148,4 @@ def sync_all(
     warehouse: WarehouseResource,
 ) -> Sync:
     """Like `sync`, with the table checks and the models on top, as the job runs them."""
-    return _materializer([crm_assets_def, table_checks, account_summary], warehouse)
+    return _materializer([crm_assets_def, table_checks, build_account_summary_asset()], warehouse)

@@ -15,7 +15,8 @@ from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
 CRM_KEYS = {dg.AssetKey(["crm", name]) for name in ("account", "contact", "lead", "opportunity")}
 API_KEYS = {
-    dg.AssetKey(["crm_api", name]) for name in ("account", "contact", "lead", "opportunity")
+    dg.AssetKey(["crm_api", f"{name}_endpoint"])
+    for name in ("account", "contact", "lead", "opportunity")
 }
 MODEL_KEY = dg.AssetKey(["analytics", "account_summary"])
 CHECK_NAMES = {
@@ -47,7 +48,8 @@ def test_lineage_reads_api_endpoint_then_raw_table_then_model(loaded: dg.Definit
     }
     assert model.group_name == "analytics"
     for parent in model.parent_keys:
-        assert graph.get(parent).parent_keys == {dg.AssetKey(["crm_api", parent.path[-1]])}
+        endpoint = dg.AssetKey(["crm_api", f"{parent.path[-1]}_endpoint"])
+        assert graph.get(parent).parent_keys == {endpoint}
 
 
 def test_every_crm_asset_has_every_check(loaded: dg.Definitions) -> None:
@@ -61,9 +63,10 @@ def test_each_table_is_in_group_crm_fed_by_its_api_endpoint(loaded: dg.Definitio
     for name in crm_resource_names():
         node = graph.get(dg.AssetKey(["crm", name]))
         assert node.group_name == "crm"
-        assert node.parent_keys == {dg.AssetKey(["crm_api", name])}
+        endpoint = dg.AssetKey(["crm_api", f"{name}_endpoint"])
+        assert node.parent_keys == {endpoint}
         assert node.kinds == {"dlt", "duckdb"}
-        assert graph.get(dg.AssetKey(["crm_api", name])).group_name == "crm_api"
+        assert graph.get(endpoint).group_name == "crm_api"
 
 
 def test_asset_kinds_name_the_configured_destination(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,6 +76,37 @@ def test_asset_kinds_name_the_configured_destination(monkeypatch: pytest.MonkeyP
 
     assert graph.get(dg.AssetKey(["crm", "contact"])).kinds == {"dlt", "postgres"}
     assert graph.get(MODEL_KEY).kinds == {"sql", "postgres"}
+
+
+def test_storage_names_the_qualified_table_on_each_destination(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CRM_DUCKDB_PATH", str(tmp_path / "sales.duckdb"))
+    graph = defs().resolve_asset_graph()
+    assert (
+        graph.get(dg.AssetKey(["crm", "lead"])).metadata["dagster/table_name"] == "sales.crm.lead"
+    )
+    monkeypatch.setenv("CRM_DESTINATION", "postgres")
+    monkeypatch.setenv("CRM_POSTGRES_URL", "postgresql://loader:s3cret@db.internal:5432/dwh")
+
+    graph = defs().resolve_asset_graph()
+
+    assert graph.get(dg.AssetKey(["crm", "lead"])).metadata["dagster/table_name"] == "dwh.crm.lead"
+    model = graph.get(MODEL_KEY).metadata["dagster/table_name"]
+    assert model == "dwh.analytics.account_summary"
+
+
+def test_the_ui_shows_no_dlt_internals_and_no_raw_markdown(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    for key in keys:
+        node = graph.get(key)
+        assert not [k for k in node.metadata if k.startswith("dagster_dlt/")], key
+        assert "`" not in (node.description or ""), key
+    for check in graph.asset_check_keys:
+        assert "`" not in (graph.get_check_spec(check).description or ""), check
+    labels = [key.path[-1] for key in keys]  # what graph nodes and breadcrumbs show
+    assert len(labels) == len(set(labels)), labels
 
 
 def test_every_crm_asset_has_the_configured_freshness_policy(
@@ -88,6 +122,7 @@ def test_every_crm_asset_has_the_configured_freshness_policy(
         assert isinstance(policy, dg.FreshnessPolicy), key
         assert policy.fail_window.to_timedelta() == timedelta(minutes=120)
         assert policy.warn_window.to_timedelta() == timedelta(minutes=45)
+    assert graph.get(MODEL_KEY).freshness_policy == graph.get(key).freshness_policy
     assert all(graph.get(key).freshness_policy is None for key in API_KEYS)
 
 

@@ -41,7 +41,7 @@ select
     a.currency,
     coalesce(c.contact_count, 0) as contact_count,
     coalesce(d.open_opportunity_count, 0) as open_opportunity_count,
-    coalesce(d.open_amount, 0) as open_amount,
+    cast(coalesce(d.open_amount, 0) as decimal(38, 4)) as open_amount,
     coalesce(d.open_opportunities_in_other_currencies, 0)
         as open_opportunities_in_other_currencies
 from accounts a
@@ -65,3 +65,14 @@ def build_account_summary(client: SqlClientBase) -> int:
         client.execute_sql(f"drop table if exists {ACCOUNT_SUMMARY_TABLE}")
         client.execute_sql(sql)
     return client.execute_sql(f"select count(*) from {ACCOUNT_SUMMARY_TABLE}")[0][0]
+
+
+def account_summary_coverage(client: SqlClientBase) -> tuple[int, int, int]:
+    """(rows, distinct non-null account ids) in the summary, and live accounts in the CRM table:
+    all three equal when it has exactly one row per live account."""
+    summary = client.execute_sql(
+        f"select count(*), count(distinct account_id) from {ACCOUNT_SUMMARY_TABLE}"
+    )[0]
+    accounts = client.make_qualified_table_name("account")
+    live = client.execute_sql(f"select count(*) from {accounts} where {DELETED_AT} is null")[0][0]
+    return int(summary[0]), int(summary[1]), int(live)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,35 @@ PIPELINE_NAME = "crm_api"  # one dlt pipeline per source
 # so two launches queue instead of failing on DuckDB's "Conflicting lock is held".
 WAREHOUSE_POOL = "crm_warehouse"
 DEFAULT_DESTINATION = "duckdb"
+_LOCK_HELD = "Conflicting lock"  # DuckDB's IOException when another process has the file open
+
+logger = logging.getLogger(__name__)
+
+
+def open_duckdb(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Opens the DuckDB file, waiting up to `wait_s` while another process holds its lock.
+
+    A step of the warehouse pool can start while the previous step's process is still exiting
+    (Dagster frees the slot on STEP_SUCCESS), and someone may have the file open in a DuckDB
+    shell for a moment: both are a short wait, not a failed sync.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if _LOCK_HELD not in str(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise CrmConfigError(
+                    f"DuckDB file {path} is held by another process after waiting {wait_s:g} s"
+                    f" ({str(error).split(': ', 2)[-1]}); close it or raise duckdb_lock_wait_s"
+                ) from None
+            if delay == 0.05:
+                logger.info(f"DuckDB file {path} is held by another process; waiting")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -66,6 +97,14 @@ class WarehouseResource(dg.ConfigurableResource):
         ),
     )
 
+    duckdb_lock_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "How long a step waits for another process to release the DuckDB file before it fails"
+        ),
+    )
+
     @property
     def path(self) -> Path:
         return Path(self.duckdb_path).expanduser().resolve()
@@ -77,6 +116,16 @@ class WarehouseResource(dg.ConfigurableResource):
     @property
     def is_duckdb(self) -> bool:
         return self.destination == "duckdb"
+
+    def table_name(self, table: str, schema: str | None = None) -> str:
+        """`database.schema.table` as SQL on the warehouse names it (the UI's Storage line):
+        a DuckDB file's catalog is its stem; Postgres's database comes from the URL, if any."""
+        if self.is_duckdb:
+            database = self.path.stem
+        else:
+            database = urlsplit(self.postgres_url).path.lstrip("/") if self.postgres_url else ""
+        parts = (database, schema or self.dataset_name, table)
+        return ".".join(part for part in parts if part)
 
     def secrets(self) -> list[str]:
         """What a sync masks in logs and errors besides the API key: the warehouse password."""
@@ -120,29 +169,35 @@ class WarehouseResource(dg.ConfigurableResource):
         )
 
     @contextmanager
-    def sync_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> Iterator[dlt.Pipeline]:
-        """The pipeline for one sync. On DuckDB it holds one connection open throughout: dlt
-        otherwise opens the file anew, and checkpoints it on close, for every load job."""
+    def open_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> Iterator[dlt.Pipeline]:
+        """The pipeline with the warehouse open for the block. On DuckDB that is one connection,
+        opened once the file's lock is free: dlt otherwise opens the file anew, and checkpoints
+        it on close, for every load job."""
         if not self.is_duckdb:
             yield self.dlt_pipeline(pipeline_name)
             return
         self._checked_destination()  # our message for a bad configuration, and the folder
-        connection = duckdb.connect(str(self.path))
-        try:
+        with self._duckdb(read_only=False) as connection:
             yield self.dlt_pipeline(pipeline_name, connection)
-        finally:
-            connection.close()
 
     @contextmanager
     def sql_client(self) -> Iterator[SqlClientBase]:
         """dlt's SQL client on the CRM dataset: the same SQL path on every destination."""
-        with self.dlt_pipeline(PIPELINE_NAME).sql_client() as client:
+        with self.open_pipeline() as pipeline, pipeline.sql_client() as client:
             yield client
 
     def stored_columns(self, table: str) -> dict[str, Any]:
         """A table's columns as the warehouse has them, in dlt's types ({} if no table)."""
-        with self.dlt_pipeline(PIPELINE_NAME).destination_client() as client:
+        with self.open_pipeline() as pipeline, pipeline.destination_client() as client:
             return dict(client.get_storage_table(table)[1])  # type: ignore[attr-defined]
+
+    @contextmanager
+    def _duckdb(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        connection = open_duckdb(self.path, read_only, self.duckdb_lock_wait_s)
+        try:
+            yield connection
+        finally:
+            connection.close()
 
     @contextmanager
     def connect(self, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -152,8 +207,5 @@ class WarehouseResource(dg.ConfigurableResource):
             raise CrmConfigError(
                 f"connect() opens the DuckDB file; on {self.destination} use sql_client()"
             )
-        connection = duckdb.connect(str(self.path), read_only=read_only)
-        try:
+        with self._duckdb(read_only) as connection:
             yield connection
-        finally:
-            connection.close()

@@ -124,7 +124,7 @@ def run_job(base_url: str, duckdb_path: str) -> bool:
         [
             sync_assets.build_crm_assets(),
             checks.build_table_checks(crm_resource_names()),
-            analytics.account_summary,
+            analytics.build_account_summary_asset(),
         ],
         resources={
             "dlt": DagsterDltResource(),

@@ -15,7 +15,7 @@ import pytest
 from dagster_dlt import DagsterDltResource
 
 import crm_assets.defs.crm.assets as sync_assets
-from crm_assets.defs.analytics.assets import account_summary_on
+from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.source.config import CrmConfigError
 from crm_assets.source.contract import crm_resource_names
@@ -143,7 +143,11 @@ def test_checks_deletions_and_the_model_run_on_postgres(
     postgres_warehouse: WarehouseResource,
 ) -> None:
     sandbox = make_sandbox(120)
-    job = [crm_assets_def, table_checks, account_summary_on("postgres")]
+    job = [
+        crm_assets_def,
+        table_checks,
+        build_account_summary_asset(warehouse=WarehouseResource(destination="postgres")),
+    ]
     assert _materialize(job, sandbox, postgres_warehouse).success
     sandbox.store.delete("account", 4)
 

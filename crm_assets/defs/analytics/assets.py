@@ -1,28 +1,35 @@
 """The analytics models as Dagster assets; their SQL lives in `crm_assets.warehouse.models`."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from crm_assets.defs.crm.translator import asset_key
-from crm_assets.warehouse.models import ACCOUNT_SUMMARY_TABLE, build_account_summary
-from crm_assets.warehouse.resource import (
-    ANALYTICS_SCHEMA,
-    DEFAULT_DESTINATION,
-    WAREHOUSE_POOL,
-    WarehouseResource,
-)
+from crm_assets.warehouse.models import account_summary_coverage, build_account_summary
+from crm_assets.warehouse.resource import ANALYTICS_SCHEMA, WAREHOUSE_POOL, WarehouseResource
 
 ANALYTICS_GROUP = "analytics"
 ACCOUNT_SUMMARY = dg.AssetKey([ANALYTICS_SCHEMA, "account_summary"])
+ONE_ROW_PER_ACCOUNT = "one_row_per_live_account"
 
-_COLUMNS = dg.TableSchema(
+COLUMNS = dg.TableSchema(
     columns=[
-        dg.TableColumn("account_id", "bigint", description="Live CRM account"),
-        dg.TableColumn("account_name", "text"),
-        dg.TableColumn("status", "text"),
-        dg.TableColumn("currency", "text", description="The account's currency"),
+        dg.TableColumn(
+            "account_id",
+            "bigint",
+            description="Live CRM account (the CRM's id type)",
+            constraints=dg.TableColumnConstraints(nullable=False, unique=True),
+        ),
+        dg.TableColumn("account_name", "text", description="Company name"),
+        dg.TableColumn("status", "text", description="active, prospect or churned"),
+        dg.TableColumn("currency", "text", description="The account's currency (ISO 4217)"),
         dg.TableColumn("contact_count", "bigint", description="Live contacts of the account"),
-        dg.TableColumn("open_opportunity_count", "bigint", description="Deals not closed"),
-        dg.TableColumn("open_amount", "decimal", description="Open deals in `currency`"),
+        dg.TableColumn("open_opportunity_count", "bigint", description="Live deals not yet closed"),
+        dg.TableColumn(
+            "open_amount",
+            "decimal(38,4)",
+            description="Sum of open deals priced in the account's currency; 0 if none",
+        ),
         dg.TableColumn(
             "open_opportunities_in_other_currencies",
             "bigint",
@@ -32,29 +39,58 @@ _COLUMNS = dg.TableSchema(
 )
 
 
-@dg.asset(
-    key=ACCOUNT_SUMMARY,
-    deps=[asset_key("account"), asset_key("contact"), asset_key("opportunity")],
-    group_name=ANALYTICS_GROUP,
-    kinds={"sql", DEFAULT_DESTINATION},
-    pool=WAREHOUSE_POOL,
-    automation_condition=dg.AutomationCondition.eager(),
-    description="Per live account: contacts, open opportunities and their amount.",
-)
-def account_summary(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.sql_client() as client:
-        rows = build_account_summary(client)
-    return dg.MaterializeResult(
+def build_account_summary_asset(
+    freshness_policy: dg.FreshnessPolicy | None = None,
+    warehouse: WarehouseResource | None = None,
+) -> dg.AssetsDefinition:
+    """`analytics/account_summary`, stored in (and a kind of) the configured warehouse."""
+    warehouse = warehouse or WarehouseResource()
+
+    @dg.asset(
+        key=ACCOUNT_SUMMARY,
+        deps=[asset_key("account"), asset_key("contact"), asset_key("opportunity")],
+        group_name=ANALYTICS_GROUP,
+        kinds={"sql", warehouse.destination},
+        pool=WAREHOUSE_POOL,
+        automation_condition=dg.AutomationCondition.eager(),
+        freshness_policy=freshness_policy,
+        description=(
+            "Per live account: its contacts, open deals and their amount in the account's"
+            " currency. Rebuilt in the warehouse after each sync of its tables."
+        ),
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(rows),
-            "dagster/table_name": ACCOUNT_SUMMARY_TABLE,
-            "dagster/column_schema": _COLUMNS,
-        }
+            "dagster/table_name": warehouse.table_name("account_summary", ANALYTICS_SCHEMA),
+            "dagster/column_schema": COLUMNS,
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                ONE_ROW_PER_ACCOUNT,
+                asset=ACCOUNT_SUMMARY,
+                description="Exactly one row per live account of crm/account, none without id",
+            )
+        ],
     )
+    def account_summary(
+        warehouse: WarehouseResource,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        with warehouse.sql_client() as client:
+            build_account_summary(client)
+            rows, distinct_ids, live_accounts = account_summary_coverage(client)
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "live_accounts": dg.MetadataValue.int(live_accounts),
+                "dagster/table_name": warehouse.table_name("account_summary", ANALYTICS_SCHEMA),
+                "dagster/column_schema": COLUMNS,
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name=ONE_ROW_PER_ACCOUNT,
+            passed=rows == distinct_ids == live_accounts,
+            description=(
+                f"{rows} rows, {distinct_ids} distinct account ids, {live_accounts} live accounts"
+            ),
+            metadata={"rows": rows, "distinct_account_ids": distinct_ids, "live": live_accounts},
+        )
 
-
-def account_summary_on(destination: str) -> dg.AssetsDefinition:
-    """`account_summary` with the warehouse's destination as its kind."""
-    return account_summary.map_asset_specs(
-        lambda spec: spec.replace_attributes(kinds={"sql", destination})
-    )
+    return account_summary

@@ -4,7 +4,7 @@ It is what `@dlt_assets` builds (`build_dlt_asset_specs` + `multi_asset`), plus 
 so the sync step can report the checks only it can judge: reconciliation, deletions, rejects.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -27,8 +27,6 @@ from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
 from crm_assets.sync.progress import ProgressReporter
 from crm_assets.sync.redaction import leaked_secret, redacted_logs
 from crm_assets.warehouse.resource import (
-    DEFAULT_DATASET,
-    DEFAULT_DESTINATION,
     PIPELINE_NAME,
     WAREHOUSE_POOL,
     WarehouseResource,
@@ -40,6 +38,8 @@ from crm_assets.warehouse.tables import (
     newest,
     row_counts,
 )
+
+_DLT_META = "dagster_dlt/"
 
 
 def _last_load_id(pipeline: dlt.Pipeline) -> str | None:
@@ -80,6 +80,7 @@ def _finish_sync(
     pipeline: dlt.Pipeline,
     ledger: SyncLedger,
     api_totals: dict[str, int | None] | None,
+    table_name: Callable[[str], str],
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Deletion marks, then each table's metadata and checks (quarantine rows and empty tables
     came in the sync's own load).
@@ -105,7 +106,8 @@ def _finish_sync(
             if api_totals is not None:
                 reconciliation = reconciliation.after_incremental(live, api_totals.get(table))
             metadata = {
-                **(result.metadata or {}),
+                # dagster-dlt's own entries (load-job JSON with local paths, timestamps, the
+                # destination's class) say nothing a user acts on: only its row count stays.
                 "rows_loaded": (result.metadata or {}).get("rows_loaded", dg.MetadataValue.int(0)),
                 "dagster/row_count": dg.MetadataValue.int(rows),
                 "live_rows": dg.MetadataValue.int(live),
@@ -116,6 +118,8 @@ def _finish_sync(
                 "api_total": reconciliation.api_total,
                 "sync_mode": reconciliation.mode,
                 "newly_marked_deleted": marks.newly,
+                "dlt_load_id": dg.MetadataValue.text(load_id or "none: nothing loaded"),
+                "dagster/table_name": dg.MetadataValue.text(table_name(table)),
                 "dagster/column_schema": column_schema(
                     table, pipeline.default_schema.get_table_columns(table)
                 ),
@@ -133,6 +137,7 @@ def _sync(
     dlt: DagsterDltResource,
     crm_api: CrmApiResource,
     warehouse: WarehouseResource,
+    translator: CrmTranslator,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One sync through `pipeline`: read the API through dlt into the warehouse, then marks,
     metadata, checks."""
@@ -160,28 +165,49 @@ def _sync(
                 context=context,
                 dlt_source=source,
                 dlt_pipeline=pipeline,
+                dagster_dlt_translator=translator,
                 loader_file_format=warehouse.file_format,
             )
         )
     tables = [r.asset_key.path[-1] for r in results if r.asset_key]
     totals = _api_totals(crm_api, tables) if incremental else None
-    yield from _finish_sync(context, results, pipeline, ledger, totals)  # type: ignore[arg-type]
+    yield from _finish_sync(
+        context,
+        results,  # type: ignore[arg-type]
+        pipeline,
+        ledger,
+        totals,
+        warehouse.table_name,
+    )
 
 
 def build_crm_assets(
-    freshness_policy: dg.FreshnessPolicy | None = None, destination: str = DEFAULT_DESTINATION
+    freshness_policy: dg.FreshnessPolicy | None = None,
+    warehouse: WarehouseResource | None = None,
 ) -> dg.AssetsDefinition:
     """Asset specs come from a placeholder source; every run builds the real one from resources.
 
-    `destination` (the warehouse's) names the kind the UI shows next to `dlt`.
+    `warehouse` (as configured) names the kind the UI shows next to `dlt` and the table each
+    asset is stored in.
     """
-    specs = build_dlt_asset_specs(
-        dlt_source=crm_source("http://crm.invalid", "placeholder"),
-        dlt_pipeline=dlt.pipeline(
-            pipeline_name=PIPELINE_NAME, destination=destination, dataset_name=DEFAULT_DATASET
-        ),
-        dagster_dlt_translator=CrmTranslator(freshness_policy),
-    )
+    warehouse = warehouse or WarehouseResource()
+    translator = CrmTranslator(freshness_policy, warehouse.table_name)
+    specs = [
+        # dagster-dlt hands the source, pipeline and translator to its run through metadata the
+        # UI shows as "(unserializable)"; our run passes them itself.
+        spec.replace_attributes(
+            metadata={k: v for k, v in spec.metadata.items() if not k.startswith(_DLT_META)}
+        )
+        for spec in build_dlt_asset_specs(
+            dlt_source=crm_source("http://crm.invalid", "placeholder"),
+            dlt_pipeline=dlt.pipeline(
+                pipeline_name=PIPELINE_NAME,
+                destination=warehouse.destination,
+                dataset_name=warehouse.dataset_name,
+            ),
+            dagster_dlt_translator=translator,
+        )
+    ]
 
     @dg.multi_asset(
         specs=specs,
@@ -201,8 +227,8 @@ def build_crm_assets(
         problem = None
         with redacted_logs(secrets):
             try:
-                with warehouse.sync_pipeline(PIPELINE_NAME) as pipeline:
-                    yield from _sync(pipeline, context, config, dlt, crm_api, warehouse)
+                with warehouse.open_pipeline(PIPELINE_NAME) as pipeline:
+                    yield from _sync(pipeline, context, config, dlt, crm_api, warehouse, translator)
             except PipelineStepFailed as failure:
                 problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)
             except Exception as error:

@@ -34,14 +34,14 @@ def sync_check_specs(resources: list[str]) -> list[dg.AssetCheckSpec]:
                 RECONCILED,
                 asset=key,
                 description=(
-                    "A row landed for every record the API's `total` reports (values set aside"
+                    "A row landed for every record the API's total reports (values set aside"
                     " still count; a record withheld whole does not)."
                 ),
             ),
             dg.AssetCheckSpec(
                 GONE_UPSTREAM,
                 asset=key,
-                description="Rows the API no longer returns (marked `_deleted_at`); WARN if any.",
+                description="Rows the API no longer returns (marked in _deleted_at); WARN if any.",
             ),
             dg.AssetCheckSpec(
                 SCHEMA_DRIFT,
@@ -170,12 +170,12 @@ def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
         for name in resources
         for spec in (
             dg.AssetCheckSpec(
-                ID_UNIQUE, asset=asset_key(name), description="`id` unique, never null"
+                ID_UNIQUE, asset=asset_key(name), description="id unique, never null"
             ),
             dg.AssetCheckSpec(
                 DECLARED_COLUMNS,
                 asset=asset_key(name),
-                description="Declared columns present with their declared types (`id`: any)",
+                description="Declared columns present with their declared types (id: any)",
             ),
         )
     ]

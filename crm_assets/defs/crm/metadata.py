@@ -7,7 +7,24 @@ from typing import Any
 
 import dagster as dg
 
-from crm_assets.source.schema import declared_columns
+from crm_assets.source.schema import DECIMAL_PRECISION, DECIMAL_SCALE, declared_columns
+
+UNDECLARED = "Not in the declared schema: dlt added it from the API's records"
+_DLT_COLUMNS = {
+    "_dlt_load_id": "The dlt load that last wrote the row (see the dataset's _dlt_loads)",
+    "_dlt_id": "dlt's unique id of the row",
+}
+
+
+def display_type(data_type: str, precision: int | None = None, scale: int | None = None) -> str:
+    """dlt's type as a reader of the table needs it: a decimal's precision, a timestamp's zone."""
+    if data_type == "decimal":
+        return (
+            f"decimal({precision or DECIMAL_PRECISION},{DECIMAL_SCALE if scale is None else scale})"
+        )
+    if data_type == "timestamp":
+        return "timestamp with time zone"
+    return data_type
 
 
 def column_schema(resource: str, loaded: Mapping[str, Mapping[str, Any]]) -> dg.TableSchema:
@@ -19,7 +36,7 @@ def column_schema(resource: str, loaded: Mapping[str, Mapping[str, Any]]) -> dg.
             *(
                 dg.TableColumn(
                     name=c.name,
-                    type=c.data_type,
+                    type=display_type(c.data_type),
                     description=c.description or None,
                     constraints=dg.TableColumnConstraints(
                         nullable=c.nullable, unique=c.name == "id"
@@ -28,7 +45,15 @@ def column_schema(resource: str, loaded: Mapping[str, Mapping[str, Any]]) -> dg.
                 for c in declared
             ),
             *(
-                dg.TableColumn(name=name, type=str(column.get("data_type", "unknown")))
+                dg.TableColumn(
+                    name=name,
+                    type=display_type(
+                        str(column.get("data_type", "unknown")),
+                        column.get("precision"),
+                        column.get("scale"),
+                    ),
+                    description=_DLT_COLUMNS.get(name, UNDECLARED),
+                )
                 for name, column in loaded.items()
                 if name not in names
             ),

@@ -135,11 +135,16 @@ def build_crm_change_sensor(
         cursor = json.dumps(plan.cursor, sort_keys=True)
         if not plan.to_sync:
             reason = "; ".join(plan.failures) or "no CRM resource changed or grew stale"
+            context.log.info(f"skipped: {reason}")  # the tick's logs, beside "0 runs requested"
             return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
         request = dg.RunRequest(
             run_key=_run_key(plan, last),
             asset_selection=[asset_key(name) for name in plan.to_sync],
-            tags={"crm/changed": ",".join(plan.changed), "crm/stale": ",".join(plan.stale)},
+            tags={  # only the reasons that apply: an empty tag shows as "crm/stale:" in the UI
+                tag: ",".join(names)
+                for tag, names in (("crm/changed", plan.changed), ("crm/stale", plan.stale))
+                if names
+            },
         )
         return dg.SensorResult(run_requests=[request], cursor=cursor)
 

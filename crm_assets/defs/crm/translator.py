@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
@@ -14,6 +15,9 @@ ASSET_PREFIX = "crm"
 API_PREFIX = "crm_api"
 GROUP_NAME = "crm"
 API_GROUP_NAME = "crm_api"
+# The graph, breadcrumbs and upstream stubs show a key's last part: the endpoint's differs from
+# its table's, so "account_endpoint -> account -> account_summary" reads without hovering.
+API_SUFFIX = "_endpoint"
 
 
 def asset_key(resource_name: str) -> dg.AssetKey:
@@ -21,27 +25,32 @@ def asset_key(resource_name: str) -> dg.AssetKey:
 
 
 def api_asset_key(resource_name: str) -> dg.AssetKey:
-    return dg.AssetKey([API_PREFIX, resource_name])
+    return dg.AssetKey([API_PREFIX, f"{resource_name}{API_SUFFIX}"])
 
 
 @dataclass
 class CrmTranslator(DagsterDltTranslator):
-    """Keys `crm/<resource>` in group `crm`, each fed by the external `crm_api/<resource>`."""
+    """Keys `crm/<resource>` in group `crm`, each fed by the external `crm_api/<resource>_endpoint`.
+
+    `table_name` gives the warehouse relation a table lands in (the UI's Storage line).
+    """
 
     freshness_policy: dg.FreshnessPolicy | None = None
+    table_name: Callable[[str], str] | None = None
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         name = data.resource.name
-        return (
-            super()
-            .get_asset_spec(data)
-            .replace_attributes(
-                key=asset_key(name),
-                deps=[api_asset_key(name)],
-                group_name=GROUP_NAME,
-                description=f"CRM `{name}` records, merged on `id` from GET {endpoint_path(name)}.",
-                freshness_policy=self.freshness_policy,
-            )
+        spec = super().get_asset_spec(data)
+        metadata = dict(spec.metadata)
+        if self.table_name is not None:
+            metadata["dagster/table_name"] = self.table_name(name)
+        return spec.replace_attributes(
+            key=asset_key(name),
+            deps=[api_asset_key(name)],
+            group_name=GROUP_NAME,
+            description=f"CRM {name} records from GET {endpoint_path(name)}, merged on id.",
+            freshness_policy=self.freshness_policy,
+            metadata=metadata,
         )
 
 
@@ -51,9 +60,7 @@ def api_asset_specs(resource_names: list[str]) -> list[dg.AssetSpec]:
         dg.AssetSpec(
             key=api_asset_key(name),
             group_name=API_GROUP_NAME,
-            description=(
-                f"GET {endpoint_path(name)} on the CRM REST API (not materialized by Dagster)."
-            ),
+            description=f"GET {endpoint_path(name)} on the CRM REST API (read by the sync).",
             kinds={"api"},
         )
         for name in resource_names

@@ -2,8 +2,10 @@
 
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
+from crm_assets.warehouse.models import account_summary_coverage
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync
 from crm_sandbox import CrmStore
@@ -60,9 +62,28 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
 
     assert sync_all(sandbox).success
     assert _model(warehouse) == expected_summary(sandbox.store)
+    last = sync_all(sandbox)
     (summary,) = [
-        e
-        for e in sync_all(sandbox).get_asset_materialization_events()
-        if e.asset_key == ACCOUNT_SUMMARY
+        e for e in last.get_asset_materialization_events() if e.asset_key == ACCOUNT_SUMMARY
     ]
-    assert summary.materialization.metadata["dagster/row_count"].value == 149
+    metadata = summary.materialization.metadata
+    assert metadata["dagster/row_count"].value == 149
+    assert metadata["live_accounts"].value == 149
+    assert metadata["dagster/table_name"].value == "warehouse.analytics.account_summary"
+    types = {c.name: c.type for c in metadata["dagster/column_schema"].schema.columns}
+    assert types["open_amount"] == "decimal(38,4)"
+    (check,) = [e for e in last.get_asset_check_evaluations() if e.asset_key == ACCOUNT_SUMMARY]
+    assert check.passed, check.description
+
+
+def test_the_coverage_check_sees_a_duplicate_and_a_missing_account(tmp_path: Path) -> None:
+    warehouse = WarehouseResource(duckdb_path=str(tmp_path / "w.duckdb"))
+    with warehouse.connect(read_only=False) as connection:
+        connection.execute("create schema crm; create schema analytics")
+        connection.execute("create table crm.account (id bigint, _deleted_at timestamp)")
+        connection.execute("insert into crm.account values (1, null), (2, null), (3, now())")
+        connection.execute("create table analytics.account_summary (account_id bigint)")
+        connection.execute("insert into analytics.account_summary values (1), (1), (null)")
+    with warehouse.sql_client() as client:
+        rows, distinct_ids, live = account_summary_coverage(client)
+    assert (rows, distinct_ids, live) == (3, 1, 2)

@@ -4,7 +4,7 @@ import dagster as dg
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
 
 from crm_assets.definitions import defs
-from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY, account_summary
+from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY, build_account_summary_asset
 from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
 from crm_assets.defs.crm.translator import asset_key
 
@@ -39,5 +39,5 @@ def test_the_automation_sensor_is_on_by_default_and_targets_the_models() -> None
     sensor = build_analytics_automation_sensor(30)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert sensor.minimum_interval_seconds == 30
-    selected = sensor.asset_selection.resolve([account_summary])
+    selected = sensor.asset_selection.resolve([build_account_summary_asset()])
     assert selected == {ACCOUNT_SUMMARY}

@@ -37,7 +37,7 @@ def test_materializations_carry_rows_schema_and_table(sandbox: SandboxServer, sy
     account = events[dg.AssetKey(["crm", "account"])]
     assert account["rows_loaded"].value == sandbox.store.total("account")
     assert account["dagster/row_count"].value == sandbox.store.total("account")
-    assert account["dagster/table_name"].value == "duckdb.crm.account"
+    assert account["dagster/table_name"].value == "warehouse.crm.account"  # the file's catalog
     columns = {c.name: c.type for c in account["dagster/column_schema"].schema.columns}
     assert columns["id"] == "bigint"
     assert {"name", "status", "updated_at", "address__city"} <= set(columns)

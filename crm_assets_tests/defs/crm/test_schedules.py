@@ -13,7 +13,7 @@ def test_job_syncs_the_crm_group_then_the_models_with_all_checks() -> None:
     model = dg.AssetKey(["analytics", "account_summary"])
     assert set(job.asset_layer.executable_asset_keys) == CRM_KEYS | {model}
     checked = {key.asset_key for key in job.asset_layer.asset_graph.asset_check_keys}
-    assert checked == CRM_KEYS
+    assert checked == CRM_KEYS | {model}
 
 
 def test_schedule_runs_the_job_daily_in_utc_and_starts_on() -> None:

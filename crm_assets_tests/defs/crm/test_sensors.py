@@ -131,6 +131,7 @@ def test_an_insert_requests_exactly_that_asset(synced: tuple[SandboxServer, Tick
 
     assert requested(result) == ["lead"]
     assert result.run_requests[0].tags["crm/changed"] == "lead"
+    assert "crm/stale" not in result.run_requests[0].tags  # no empty "crm/stale:" tag
 
 
 def test_without_a_sort_param_only_totals_are_seen(
@@ -217,7 +218,7 @@ def test_stale_assets_are_refreshed_without_a_change(
 
     assert requested(result) == ALL
     assert result.run_requests[0].tags["crm/stale"] == "account,contact,lead,opportunity"
-    assert result.run_requests[0].tags["crm/changed"] == ""
+    assert "crm/changed" not in result.run_requests[0].tags
 
 
 def test_run_keys_are_idempotent(sandbox: SandboxServer, instance: dg.DagsterInstance) -> None:
