@@ -19,7 +19,6 @@ from crm_assets.defs.crm.translator import api_asset_specs
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import (
-    DEFAULT_DESTINATION,
     DEFAULT_DUCKDB_PATH,
     WarehouseResource,
 )
@@ -33,13 +32,8 @@ def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = OrchestrationSettings.from_env(os.environ)
-    destination = os.environ.get("CRM_DESTINATION") or DEFAULT_DESTINATION
-    # The same warehouse with the values read, only to name its tables and kind in the specs.
-    named = WarehouseResource(
-        destination=destination,
-        duckdb_path=os.environ.get("CRM_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH,
-        postgres_url=os.environ.get("CRM_POSTGRES_URL") or None,
-    )
+    # The warehouse with the values read, only to name its tables and kind in the specs.
+    named = WarehouseResource.from_env(os.environ)
     freshness = dg.FreshnessPolicy.time_window(
         fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
     )
@@ -65,7 +59,8 @@ def defs() -> dg.Definitions:
                 incremental_param=os.environ.get("CRM_INCREMENTAL_PARAM") or None,
             ),
             "warehouse": WarehouseResource(
-                destination=destination,
+                destination=named.destination,
+                dataset_name=named.dataset_name,
                 duckdb_path=_env_or("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH),
                 postgres_url=_env_or("CRM_POSTGRES_URL", None),
             ),

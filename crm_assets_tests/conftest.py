@@ -1,6 +1,8 @@
 """Fixtures: a real sandbox CRM on a loopback port, a DuckDB file in tmp_path, and a sync helper."""
 
+import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,17 @@ def free_port() -> int:
 
 # A test that uses one of these runs a real sandbox server (and usually a whole sync).
 _E2E_FIXTURES = {"sandbox", "make_sandbox", "sync", "sync_all"}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With CRM_TEST_NO_SKIPS (set by `.ci/run`), a skipped test fails the run: CI provides
+    PostgreSQL and chromium, so a skip there means a part silently went untested."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CRM_TEST_NO_SKIPS") and skipped and exitstatus == 0:
+        reasons = sorted({str(report.longrepr[-1]) for report in skipped})
+        print(f"\nCRM_TEST_NO_SKIPS: {len(skipped)} skipped: {'; '.join(reasons)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -96,9 +109,47 @@ def sandbox(make_sandbox: SandboxFactory) -> SandboxServer:
     return make_sandbox()
 
 
+POSTGRES_URL_ENV = "CRM_TEST_POSTGRES_URL"  # `.ci/postgres start` prints one; `.ci/run` sets it
+# For a test that must hold on every destination: `@on_each_destination` runs it once per entry,
+# through the `warehouse` fixture (and `sync`/`sync_all`, which load into it).
+on_each_destination = pytest.mark.parametrize("warehouse", ["duckdb", "postgres"], indirect=True)
+
+
+def postgres_url() -> str:
+    """The live test server's URL; skips the test, saying why, when there is none."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(f"no PostgreSQL server: set {POSTGRES_URL_ENV} (`.ci/postgres start`)")
+    return url
+
+
 @pytest.fixture
-def warehouse(tmp_path: Path) -> WarehouseResource:
-    return WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb"))
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WarehouseResource]:
+    """A DuckDB file in tmp_path or, with param "postgres", a schema of its own on the live
+    server (dropped afterwards; dlt's local state stays in tmp_path)."""
+    destination = getattr(request, "param", "duckdb")
+    if destination == "duckdb":
+        yield WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb"))
+        return
+    warehouse = WarehouseResource(
+        destination=destination,
+        postgres_url=postgres_url(),
+        duckdb_path=str(tmp_path / "state" / "unused.duckdb"),
+        dataset_name=f"crm_{uuid.uuid4().hex[:10]}",
+    )
+    yield warehouse
+    with warehouse.sql_client() as client:
+        client.execute_sql(f"drop schema if exists {warehouse.dataset_name} cascade")
+
+
+def warehouse_env(warehouse: WarehouseResource) -> dict[str, str]:
+    """The CRM_* variables that configure `warehouse` for a CLI run of the code location."""
+    env = {
+        "CRM_DESTINATION": warehouse.destination,
+        "CRM_DUCKDB_PATH": str(warehouse.path),
+        "CRM_DATASET": warehouse.dataset_name,
+    }
+    return env | ({"CRM_POSTGRES_URL": warehouse.postgres_url} if warehouse.postgres_url else {})
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,12 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
-import duckdb
 import pytest
 
 from crm_assets.source.contract import crm_resource_names
-from crm_assets_tests.conftest import REPO, TEST_KEY
+from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets_tests.conftest import REPO, TEST_KEY, on_each_destination, warehouse_env
+from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox import CrmStore, SandboxServer
 from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
@@ -17,7 +18,11 @@ pytestmark = pytest.mark.e2e
 
 
 def _materialize(
-    tmp_path: Path, base_url: str, key: str, config: Path | None = None
+    tmp_path: Path,
+    base_url: str,
+    key: str,
+    config: Path | None = None,
+    warehouse: WarehouseResource | None = None,
 ) -> subprocess.CompletedProcess[str]:
     env = cli_env(
         dagster_home=prepare_dagster_home(tmp_path / "dagster_home", config),
@@ -25,6 +30,8 @@ def _materialize(
         api_key=key,
         duckdb_path=tmp_path / "warehouse.duckdb",
     )
+    if warehouse is not None:
+        env |= warehouse_env(warehouse)
     return subprocess.run(
         dagster_command("asset", "materialize", "--select", "group:crm"),
         cwd=REPO,
@@ -41,18 +48,18 @@ def _stored_text(home: Path, key: str) -> list[Path]:
     return [p for p in files if key.encode() in p.read_bytes()]
 
 
-def test_env_configured_cli_run_syncs_every_table(sandbox: SandboxServer, tmp_path: Path) -> None:
-    done = _materialize(tmp_path, sandbox.base_url, TEST_KEY)
+@on_each_destination
+def test_env_configured_cli_run_syncs_every_table(
+    sandbox: SandboxServer, tmp_path: Path, warehouse: WarehouseResource
+) -> None:
+    done = _materialize(tmp_path, sandbox.base_url, TEST_KEY, warehouse=warehouse)
 
     assert done.returncode == 0, done.stderr[-3000:]
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
-        for name in crm_resource_names():
-            query = f"select count(*), count(distinct id) from crm.{name}"
-            rows, ids = connection.execute(query).fetchone()
-            assert rows == ids == sandbox.store.total(name)
+    for name in crm_resource_names():
+        assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
     assert TEST_KEY not in done.stdout + done.stderr
     assert _stored_text(tmp_path / "dagster_home", TEST_KEY) == []
-    assert _stored_text(tmp_path / "dlt_pipelines", TEST_KEY) == []
+    assert _stored_text(warehouse.path.parent / "dlt_pipelines", TEST_KEY) == []
 
 
 def test_cli_run_with_a_wrong_key_fails_clearly_without_the_key(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -209,3 +209,15 @@ class WarehouseResource(dg.ConfigurableResource):
             )
         with self._duckdb(read_only) as connection:
             yield connection
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> WarehouseResource:
+        """The warehouse the CRM_* variables describe, with their values read: for naming
+        tables in the definitions and for the demo's summary (the code location's resource
+        keeps secrets as `EnvVar`s)."""
+        return cls(
+            destination=environ.get("CRM_DESTINATION") or DEFAULT_DESTINATION,
+            duckdb_path=environ.get("CRM_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH,
+            postgres_url=environ.get("CRM_POSTGRES_URL") or None,
+            dataset_name=environ.get("CRM_DATASET") or DEFAULT_DATASET,
+        )

@@ -6,16 +6,21 @@ from crm_assets_tests.conftest import (
     Sync,
     check_result,
     materialization_metadata,
+    on_each_destination,
 )
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 
 
 def _deleted_at(warehouse: WarehouseResource) -> dict[int, object]:
-    with warehouse.connect() as connection:
-        query = "select id, _deleted_at from crm.contact where _deleted_at is not null"
-        return dict(connection.execute(query).fetchall())
+    with warehouse.sql_client() as client:
+        table = client.make_qualified_table_name("contact")
+        rows = client.execute_sql(
+            f"select id, _deleted_at from {table} where _deleted_at is not null"
+        )
+    return {row[0]: row[1] for row in rows}
 
 
+@on_each_destination
 def test_records_deleted_upstream_are_marked_and_the_rest_untouched(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
 ) -> None:

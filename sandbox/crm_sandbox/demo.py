@@ -9,7 +9,7 @@ from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.schema import DELETED_AT
 from crm_assets.warehouse.models import ACCOUNT_SUMMARY_TABLE
-from crm_assets.warehouse.resource import DEFAULT_DUCKDB_PATH, WarehouseResource
+from crm_assets.warehouse.resource import WarehouseResource
 from crm_sandbox.data import CrmStore
 from crm_sandbox.runs import cli_env, dagster_command
 from crm_sandbox.server import DEFAULT_SANDBOX_KEY, SandboxServer
@@ -22,11 +22,10 @@ from {ACCOUNT_SUMMARY_TABLE} order by open_amount desc, account_id limit 3
 
 
 def main() -> int:
-    warehouse = WarehouseResource(
-        duckdb_path=os.environ.get("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
-    )
+    warehouse = WarehouseResource.from_env(os.environ)  # CRM_DESTINATION=postgres works too
     with SandboxServer(CrmStore(), api_key=DEFAULT_SANDBOX_KEY) as sandbox:
-        print(f"sandbox CRM API on {sandbox.base_url}; warehouse {warehouse.path}", flush=True)
+        where = warehouse.path if warehouse.is_duckdb else warehouse.table_name("*")
+        print(f"sandbox CRM API on {sandbox.base_url}; warehouse {where}", flush=True)
         env = cli_env(
             base_url=sandbox.base_url,
             api_key=DEFAULT_SANDBOX_KEY,

@@ -7,7 +7,7 @@ from pathlib import Path
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
 from crm_assets.warehouse.models import account_summary_coverage
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import SandboxFactory, Sync
+from crm_assets_tests.conftest import SandboxFactory, Sync, on_each_destination
 from crm_sandbox import CrmStore
 
 
@@ -37,10 +37,11 @@ def _model(warehouse: WarehouseResource) -> dict[int, tuple]:
         "select account_id, account_name, contact_count, open_opportunity_count, open_amount,"
         " open_opportunities_in_other_currencies from analytics.account_summary"
     )
-    with warehouse.connect() as connection:
-        return {row[0]: row[1:] for row in connection.execute(query).fetchall()}
+    with warehouse.sql_client() as client:
+        return {row[0]: tuple(row[1:]) for row in client.execute_sql(query)}
 
 
+@on_each_destination
 def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     make_sandbox: SandboxFactory, sync_all: Sync, warehouse: WarehouseResource
 ) -> None:
@@ -69,7 +70,9 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     metadata = summary.materialization.metadata
     assert metadata["dagster/row_count"].value == 149
     assert metadata["live_accounts"].value == 149
-    assert metadata["dagster/table_name"].value == "warehouse.analytics.account_summary"
+    assert metadata["dagster/table_name"].value == warehouse.table_name(
+        "account_summary", "analytics"
+    )
     types = {c.name: c.type for c in metadata["dagster/column_schema"].schema.columns}
     assert types["open_amount"] == "decimal(38,4)"
     (check,) = [e for e in last.get_asset_check_evaluations() if e.asset_key == ACCOUNT_SUMMARY]

@@ -1,20 +1,34 @@
-"""End to end: the sandbox CRM over loopback, dlt, Dagster, and a real DuckDB file."""
+"""End to end: the sandbox CRM over loopback, dlt, Dagster, and a real warehouse: a DuckDB file,
+and (`on_each_destination`) a live PostgreSQL."""
+
+from urllib.parse import urlsplit
 
 import dagster as dg
 
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync
+from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, on_each_destination
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox import SandboxServer
 
 
 def _count(warehouse: WarehouseResource, table: str) -> tuple[int, int]:
-    with warehouse.connect() as connection:
-        query = f"select count(*), count(distinct id) from crm.{table}"
-        return connection.execute(query).fetchone()
+    with warehouse.sql_client() as client:
+        name = client.make_qualified_table_name(table)
+        (row,) = client.execute_sql(f"select count(*), count(distinct id) from {name}")
+    return tuple(row)
 
 
+def _tables(warehouse: WarehouseResource) -> set[str]:
+    with warehouse.sql_client() as client:
+        rows = client.execute_sql(
+            "select table_name from information_schema.tables where table_schema = %s",
+            warehouse.dataset_name,
+        )
+    return {row[0] for row in rows}
+
+
+@on_each_destination
 def test_full_sync_matches_the_crm_record_for_record(
     sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
 ) -> None:
@@ -27,7 +41,10 @@ def test_full_sync_matches_the_crm_record_for_record(
         assert _count(warehouse, name) == (len(expected), len(expected))
 
 
-def test_materializations_carry_rows_schema_and_table(sandbox: SandboxServer, sync: Sync) -> None:
+@on_each_destination
+def test_materializations_carry_rows_schema_and_table(
+    sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
+) -> None:
     result = sync(sandbox)
 
     events = {
@@ -37,12 +54,18 @@ def test_materializations_carry_rows_schema_and_table(sandbox: SandboxServer, sy
     account = events[dg.AssetKey(["crm", "account"])]
     assert account["rows_loaded"].value == sandbox.store.total("account")
     assert account["dagster/row_count"].value == sandbox.store.total("account")
-    assert account["dagster/table_name"].value == "warehouse.crm.account"  # the file's catalog
+    # as SQL names it: the DuckDB file's catalog, or the Postgres database
+    database = "warehouse" if warehouse.is_duckdb else urlsplit(warehouse.postgres_url).path[1:]
+    table = f"{database}.{warehouse.dataset_name}.account"
+    assert account["dagster/table_name"].value == table
+    assert not {"jobs", "first_run", "destination_type", "started_at"} & set(account)
     columns = {c.name: c.type for c in account["dagster/column_schema"].schema.columns}
     assert columns["id"] == "bigint"
+    assert columns["annual_revenue"] == "decimal(18,4)"
     assert {"name", "status", "updated_at", "address__city"} <= set(columns)
 
 
+@on_each_destination
 def test_second_sync_merges_updates_and_inserts_without_duplicates(
     sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
 ) -> None:
@@ -62,6 +85,7 @@ def test_second_sync_merges_updates_and_inserts_without_duplicates(
     assert warehouse_records(warehouse, "contact")[-1]["id"] == inserted["id"]
 
 
+@on_each_destination
 def test_subset_materialization_loads_only_the_selected_table(
     sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
 ) -> None:
@@ -70,18 +94,13 @@ def test_subset_materialization_loads_only_the_selected_table(
     assert result.success
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {dg.AssetKey(["crm", "lead"])}
-    with warehouse.connect() as connection:
-        tables = {
-            r[0]
-            for r in connection.sql(
-                "select table_name from duckdb_tables() where schema_name = 'crm'"
-            ).fetchall()
-        }
+    tables = _tables(warehouse)
     assert {"lead"} <= tables
     assert not tables & {"account", "contact", "opportunity"}
     assert {r.resource for r in sandbox.faults.log} == {"lead"}
 
 
+@on_each_destination
 def test_sync_of_an_unchanged_crm_changes_nothing(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
 ) -> None:

@@ -1,10 +1,12 @@
 """Asset checks: all pass on a clean sync, and each fails when it should."""
 
+from typing import Any
+
 import dagster as dg
 
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import SandboxFactory, Sync, check_result
+from crm_assets_tests.conftest import SandboxFactory, Sync, check_result, on_each_destination
 from crm_sandbox import SandboxServer
 
 SYNC_CHECKS = ("reconciled_with_api", "gone_upstream", "no_schema_drift")
@@ -16,7 +18,18 @@ def _only_checks(*names: str, asset: str) -> dg.AssetSelection:
     return dg.AssetSelection.checks(*(dg.AssetCheckKey(key, name) for name in names))
 
 
-def test_every_check_passes_on_a_clean_sync(sandbox: SandboxServer, sync_all: Sync) -> None:
+def _sql(warehouse: WarehouseResource, statement: str) -> Any:
+    """Runs `statement` with {table} names qualified; the first value of its result, if any."""
+    with warehouse.sql_client() as client:
+        names = {name: client.make_qualified_table_name(name) for name in crm_resource_names()}
+        rows = client.execute_sql(statement.format(**names))
+    return rows[0][0] if rows else None
+
+
+@on_each_destination
+def test_every_check_passes_on_a_clean_sync(
+    sandbox: SandboxServer, sync_all: Sync, warehouse: WarehouseResource
+) -> None:
     result = sync_all(sandbox)
 
     assert result.success
@@ -26,6 +39,7 @@ def test_every_check_passes_on_a_clean_sync(sandbox: SandboxServer, sync_all: Sy
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]
 
 
+@on_each_destination
 def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
 ) -> None:
@@ -48,17 +62,17 @@ def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
     assert check_result(result, "account", "reconciled_with_api").passed
     gone = check_result(result, "contact", "gone_upstream")
     assert "not checked" in (gone.description or "")
-    with warehouse.connect() as connection:
-        marked = connection.execute("select count(_deleted_at) from crm.contact").fetchone()[0]
-    assert marked == 0  # the 50 unseen contacts still exist upstream
+    assert (
+        _sql(warehouse, "select count(_deleted_at) from {contact}") == 0
+    )  # the 50 unseen contacts still exist upstream
 
 
+@on_each_destination
 def test_a_duplicated_id_in_the_table_fails_the_uniqueness_check(
     sandbox: SandboxServer, sync_all: Sync, warehouse: WarehouseResource
 ) -> None:
     assert sync_all(sandbox).success
-    with warehouse.connect(read_only=False) as connection:
-        connection.execute("insert into crm.lead select * from crm.lead where id = 9")
+    _sql(warehouse, "update {lead} set id = 9 where id = 10")  # two rows with id 9
 
     result = sync_all(sandbox, _only_checks(*TABLE_CHECKS, asset="lead"))
 
@@ -70,13 +84,13 @@ def test_a_duplicated_id_in_the_table_fails_the_uniqueness_check(
     assert not result.get_asset_materialization_events()  # checks alone: nothing re-synced
 
 
+@on_each_destination
 def test_a_column_of_the_wrong_type_fails_the_declared_columns_check(
     sandbox: SandboxServer, sync_all: Sync, warehouse: WarehouseResource
 ) -> None:
     assert sync_all(sandbox).success
-    with warehouse.connect(read_only=False) as connection:
-        connection.execute("alter table crm.lead alter score type varchar")
-        connection.execute("alter table crm.lead drop column email")
+    _sql(warehouse, "alter table {lead} alter column score type varchar")
+    _sql(warehouse, "alter table {lead} drop column email")
 
     result = sync_all(sandbox, _only_checks("declared_columns", asset="lead"))
 
@@ -85,8 +99,9 @@ def test_a_column_of_the_wrong_type_fails_the_declared_columns_check(
     assert columns.description == "email: missing; score: text, declared bigint"
 
 
+@on_each_destination
 def test_table_checks_fail_when_the_table_does_not_exist(
-    sandbox: SandboxServer, sync_all: Sync
+    sandbox: SandboxServer, sync_all: Sync, warehouse: WarehouseResource
 ) -> None:
     result = sync_all(sandbox, _only_checks(*TABLE_CHECKS, asset="account"))
 

@@ -1,0 +1,139 @@
+"""The Dagster UI in a real browser: Debian's chromium, driven by Playwright, against `dagster dev`
+on loopback with the sandbox CRM; screenshots go to CRM_UI_ARTIFACTS (default artifacts/ui/).
+
+Needs the `playwright` package (dev extra) and /usr/bin/chromium (`.ci/run` installs it);
+without them the test is skipped, and pytest says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory
+from crm_assets_tests.ui.dagster_dev import dagster_dev
+from crm_sandbox.runs import cli_env, prepare_dagster_home
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM = os.environ.get("CRM_TEST_CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM}: apt-get install chromium"
+)
+# As root in a container, without the sandbox; no calls to Google's services (closed network).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+RECORDS = 240
+LOCATION = "crm_assets.definitions"
+SLOW_MS = 240_000  # a run through the queue, on a loaded CI machine
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    folder = Path(os.environ.get("CRM_UI_ARTIFACTS", REPO / "artifacts" / "ui"))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.fixture
+def ui(make_sandbox: SandboxFactory, tmp_path: Path) -> Iterator[tuple[str, object]]:
+    sandbox = make_sandbox(RECORDS)
+    home = prepare_dagster_home(tmp_path / "dagster_home", REPO / ".dagster" / "dagster.yaml")
+    env = cli_env(
+        dagster_home=home,
+        base_url=sandbox.base_url,
+        api_key=TEST_KEY,
+        duckdb_path=tmp_path / "warehouse.duckdb",
+    )
+    with dagster_dev(env, REPO, tmp_path / "dagster_dev.log") as base_url:
+        yield base_url, sandbox
+
+
+def _open(page, url: str, first: bool = False) -> None:
+    page.goto(url)
+    if first:  # Dagster's first-visit "Join the community" dialog covers the page until skipped
+        with contextlib.suppress(playwright.Error):
+            page.get_by_role("button", name="Skip").click(timeout=10_000)
+
+
+def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, artifacts) -> None:
+    base_url, sandbox = ui
+    expect = playwright.expect
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(30_000)
+
+        # Lineage: the model's upstream, two levels: API endpoint -> table -> model.
+        _open(
+            page,
+            f"{base_url}/assets/analytics/account_summary"
+            "?view=lineage&lineageScope=upstream&lineageDepth=2",
+            first=True,
+        )
+        for name in ("account", "contact", "opportunity"):
+            expect(page.get_by_text(f"{name}_endpoint", exact=True)).to_be_visible()
+            expect(page.get_by_text(name, exact=True).first).to_be_visible()
+        expect(page.get_by_text("account_summary", exact=True).first).to_be_visible()
+        # only what the model reads: the lead table and its endpoint are not upstream of it
+        expect(page.get_by_text("lead_endpoint", exact=True)).to_have_count(0)
+        page.screenshot(path=artifacts / "lineage.png")
+
+        # Launch group crm from its page, as a user would, and follow the run to its end.
+        _open(page, f"{base_url}/locations/{LOCATION}/asset-groups/crm")
+        page.get_by_role("button", name="Materialize all").first.click()
+        toast = page.get_by_text("Launched run")
+        expect(toast).to_be_visible()
+        run_id = toast.inner_text().split()[-1]  # the run id's first 8 characters
+        _open(page, f"{base_url}/runs")
+        page.get_by_role("link", name=run_id).first.click()
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=SLOW_MS)
+        page.screenshot(path=artifacts / "run.png")
+
+        # The table's page: row count, qualified storage, typed and described columns, checks.
+        page.set_viewport_size({"width": 1600, "height": 2600})  # the metadata table too
+        _open(page, f"{base_url}/assets/crm/account")
+        row_count = page.get_by_text("Row count", exact=True).locator("xpath=..")
+        expect(row_count).to_contain_text(f"{sandbox.store.total('account'):,}")
+        expect(page.get_by_text("live_rows", exact=True)).to_be_visible()
+        expect(page.get_by_text("warehouse.crm.account", exact=True).first).to_be_visible()
+        expect(page.get_by_text("annual_revenue", exact=True)).to_be_visible()
+        expect(page.get_by_text("decimal(18,4)").first).to_be_visible()
+        expect(page.get_by_text("Company name", exact=True)).to_be_visible()
+        body = page.inner_text("body")
+        for noise in ("dagster_dlt/", "unserializable", "file_path", "crm/stale:"):
+            assert noise not in body, noise
+        page.screenshot(path=artifacts / "asset.png")
+        page.set_viewport_size({"width": 1600, "height": 1000})
+        _open(page, f"{base_url}/assets/crm/account?view=checks")
+        for check in ("reconciled_with_api", "gone_upstream", "id_unique_not_null"):
+            expect(page.get_by_text(check, exact=True).first).to_be_visible()
+        page.screenshot(path=artifacts / "checks.png")
+
+        # Automation: both sensors and the schedule listed, each running (its switch on).
+        _open(page, f"{base_url}/automation")
+        for name in ("crm_change_sensor", "analytics_automation_sensor", "crm_reconcile_schedule"):
+            expect(page.get_by_text(name, exact=True)).to_be_visible()
+        page.screenshot(path=artifacts / "automation.png")
+        for kind, name in (
+            ("sensors", "crm_change_sensor"),
+            ("sensors", "analytics_automation_sensor"),
+            ("schedules", "crm_reconcile_schedule"),
+        ):
+            _open(page, f"{base_url}/locations/{LOCATION}/{kind}/{name}")
+            switch = page.locator("input[type=checkbox]")
+            expect(switch.first).to_be_checked()
+        browser.close()
