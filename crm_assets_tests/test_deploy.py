@@ -5,6 +5,7 @@ are then read back from Postgres, by Dagster and by plain SQL. Needs CRM_TEST_PO
 """
 
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,11 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import asset_key
+from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import TEST_KEY, SandboxFactory
-from crm_assets_tests.warehouse.test_destinations import POSTGRES_URL, needs_postgres
+from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, postgres_url, warehouse_env
+from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
+from crm_sandbox.runs import cli_env, dagster_command
 
 DEPLOY_CONFIG = Path(__file__).parents[1] / "deploy" / "dagster.yaml"
 
@@ -38,30 +41,35 @@ def _autocommit(url: str, statement: str) -> None:
 @pytest.fixture
 def dagster_database() -> Iterator[str]:
     """A database of its own on the live server for Dagster's storage; dropped afterwards."""
-    assert POSTGRES_URL
+    server = postgres_url()
     name = f"dagster_{uuid.uuid4().hex[:10]}"
-    _autocommit(POSTGRES_URL, f"create database {name}")
+    _autocommit(server, f"create database {name}")
     # SQLAlchemy 2.1 takes psycopg 3 for a plain postgresql:// URL; dagster-postgres needs psycopg2
-    url = urlsplit(POSTGRES_URL)._replace(scheme="postgresql+psycopg2", path=f"/{name}")
+    url = urlsplit(server)._replace(scheme="postgresql+psycopg2", path=f"/{name}")
     yield urlunsplit(url)
-    _autocommit(POSTGRES_URL, f"drop database {name} with (force)")
+    _autocommit(server, f"drop database {name} with (force)")
 
 
-@needs_postgres
-def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
-    make_sandbox: SandboxFactory,
-    crm_assets_def: dg.AssetsDefinition,
-    dagster_database: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def deploy_home(tmp_path: Path, dagster_database: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME holding deploy/dagster.yaml, its storage in `dagster_database`."""
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(DEPLOY_CONFIG, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_database)
+    return home
+
+
+def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
+    make_sandbox: SandboxFactory,
+    crm_assets_def: dg.AssetsDefinition,
+    dagster_database: str,
+    deploy_home: Path,
+    tmp_path: Path,
+) -> None:
     sandbox = make_sandbox(120)
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(str(deploy_home)) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
@@ -91,3 +99,46 @@ def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
         assert cursor.fetchone() == (4,)  # one per CRM table
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+def test_on_postgres_the_four_resources_load_at_once(
+    make_sandbox: SandboxFactory, deploy_home: Path, warehouse: WarehouseResource
+) -> None:
+    """Four launches, one resource each, as four workers would run them: none waits for the
+    pool (limit 4 in deploy/dagster.yaml), each in its own dlt working directory."""
+    sandbox = make_sandbox(400, latency_ms=10)
+    env = cli_env(dagster_home=deploy_home, base_url=sandbox.base_url, api_key=TEST_KEY)
+    env |= warehouse_env(warehouse)
+    first = subprocess.run(
+        dagster_command("asset", "materialize", "--select", "group:crm"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stdout[-3000:]
+    for name in crm_resource_names():
+        sandbox.store.insert(name, {})  # a change everywhere since the first sync
+    launches = [
+        subprocess.Popen(
+            dagster_command("asset", "materialize", "--select", f"crm/{name}"),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in crm_resource_names()
+    ]
+    outputs = [launch.communicate(timeout=300)[0] for launch in launches]
+
+    failed = [
+        out[-3000:] for launch, out in zip(launches, outputs, strict=True) if launch.returncode
+    ]
+    assert not failed, failed
+    assert not any("blocked by limit for pool" in output for output in outputs)
+    for name in crm_resource_names():
+        assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
+    assert not list((warehouse.pipelines_dir / "runs").glob("*"))  # each run removed its own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +30,17 @@ WAREHOUSE_POOL = "crm_warehouse"
 DEFAULT_DESTINATION = "duckdb"
 _LOCK_HELD = "Conflicting lock"  # DuckDB's IOException when another process has the file open
 
+_ABANDONED_AFTER_S = 24 * 3600  # a run's working directory left by a killed process
+
 logger = logging.getLogger(__name__)
+
+
+def _sweep(folder: Path, older_than_s: float) -> None:
+    """Removes what killed runs left in `folder` (each run removes its own when it ends)."""
+    cutoff = time.time() - older_than_s
+    for child in folder.glob("*") if folder.is_dir() else ():
+        if child.stat().st_mtime < cutoff:
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def open_duckdb(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
@@ -152,29 +163,49 @@ class WarehouseResource(dg.ConfigurableResource):
             )
         return DESTINATIONS[self.destination]
 
+    @property
+    def pipelines_dir(self) -> Path:
+        """dlt's local working directory (state, packages): next to the DuckDB file."""
+        return self.path.parent / "dlt_pipelines"
+
     def dlt_pipeline(
         self,
         pipeline_name: str = PIPELINE_NAME,
         connection: duckdb.DuckDBPyConnection | None = None,
+        pipelines_dir: Path | None = None,
     ) -> dlt.Pipeline:
-        """A dlt pipeline into this warehouse; its local state sits next to the DuckDB file.
-
-        With `connection` (open on the DuckDB file), dlt works through it instead of its own.
-        """
+        """A dlt pipeline into this warehouse, working in `pipelines_dir` (default: the shared
+        one). With `connection` (open on the DuckDB file), dlt works through it."""
         return dlt.pipeline(
             pipeline_name=pipeline_name,
             destination=self._checked_destination().build(self, connection),
             dataset_name=self.dataset_name,
-            pipelines_dir=str(self.path.parent / "dlt_pipelines"),
+            pipelines_dir=str(pipelines_dir or self.pipelines_dir),
         )
 
     @contextmanager
-    def open_pipeline(self, pipeline_name: str = PIPELINE_NAME) -> Iterator[dlt.Pipeline]:
+    def open_pipeline(
+        self, pipeline_name: str = PIPELINE_NAME, run_id: str | None = None
+    ) -> Iterator[dlt.Pipeline]:
         """The pipeline with the warehouse open for the block. On DuckDB that is one connection,
         opened once the file's lock is free: dlt otherwise opens the file anew, and checkpoints
-        it on close, for every load job."""
+        it on close, for every load job.
+
+        Elsewhere syncs may load at once (the pool allows it), and dagster-dlt drops the
+        pipeline's working directory when a run starts: a sync (`run_id`) then works in a
+        directory of its own, removed afterwards.
+        """
         if not self.is_duckdb:
-            yield self.dlt_pipeline(pipeline_name)
+            if run_id is None:
+                yield self.dlt_pipeline(pipeline_name)
+                return
+            runs = self.pipelines_dir / "runs"
+            _sweep(runs, older_than_s=_ABANDONED_AFTER_S)
+            own = runs / run_id
+            try:
+                yield self.dlt_pipeline(pipeline_name, pipelines_dir=own)
+            finally:
+                shutil.rmtree(own, ignore_errors=True)
             return
         self._checked_destination()  # our message for a bad configuration, and the folder
         with self._duckdb(read_only=False) as connection:

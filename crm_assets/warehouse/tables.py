@@ -6,7 +6,7 @@ loads (DuckDB here, Postgres and the cloud warehouses the same way).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from dlt.destinations.sql_client import SqlClientBase
@@ -51,18 +51,24 @@ def mark_deleted(client: SqlClientBase, table: str, load_id: str, at: datetime) 
     return int(newly[0][0]), int(marked[0][0])
 
 
-def drop_unfinished(client: SqlClientBase, table: str) -> int:
-    """Deletes rows an append-only `table` got from loads that never completed (not in
-    `_dlt_loads`): dlt commits each table of a package on its own, so a run killed mid-load
-    can leave some. The run that calls this re-read what they held. Returns how many."""
-    if not existing_tables(client, [table]):
+def drop_unfinished(client: SqlClientBase, table: str, resources: Sequence[str]) -> int:
+    """Deletes rows an append-only `table` got for `resources` from loads that never completed
+    (not in `_dlt_loads`): dlt commits each table of a package on its own, so a run killed
+    mid-load can leave some. The run that calls this re-read those resources; another
+    resource's rows may belong to a load still under way. Returns how many."""
+    if not existing_tables(client, [table]) or not resources:
         return 0
     qualified = client.make_qualified_table_name(table)
     loads = client.make_qualified_table_name("_dlt_loads")
-    unfinished = f"{DLT_LOAD_ID} not in (select load_id from {loads} where status = 0)"
+    unfinished = (
+        f"{DLT_LOAD_ID} not in (select load_id from {loads} where status = 0)"
+        f" and resource in ({', '.join(['%s'] * len(resources))})"
+    )
     with client.begin_transaction():
-        count = client.execute_sql(f"select count(*) from {qualified} where {unfinished}")
-        client.execute_sql(f"delete from {qualified} where {unfinished}")
+        count = client.execute_sql(
+            f"select count(*) from {qualified} where {unfinished}", *resources
+        )
+        client.execute_sql(f"delete from {qualified} where {unfinished}", *resources)
     return int(count[0][0])
 
 

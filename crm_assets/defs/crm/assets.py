@@ -92,7 +92,7 @@ def _finish_sync(
     load_id = _last_load_id(pipeline)
     now = datetime.now(UTC)
     with pipeline.sql_client() as client:
-        if dropped := drop_unfinished(client, QUARANTINE_TABLE):
+        if dropped := drop_unfinished(client, QUARANTINE_TABLE, tables):
             context.log.info(f"removed {dropped} quarantine rows of a load that did not finish")
         for result, table in zip(results, tables, strict=True):
             seen = ledger[table]
@@ -227,7 +227,7 @@ def build_crm_assets(
         problem = None
         with redacted_logs(secrets):
             try:
-                with warehouse.open_pipeline(PIPELINE_NAME) as pipeline:
+                with warehouse.open_pipeline(PIPELINE_NAME, context.run_id) as pipeline:
                     yield from _sync(pipeline, context, config, dlt, crm_api, warehouse, translator)
             except PipelineStepFailed as failure:
                 problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)
