@@ -27,6 +27,9 @@ class OrchestrationSettings:
     sensor_interval_s: int = 60
     reconcile_cron: str = "0 3 * * *"
     timezone: str = "UTC"
+    # One run per CRM resource (sensor and schedule): each can go to its own worker (one pod
+    # each with dagster-k8s's run launcher) and, on Postgres, load at the same time.
+    run_per_resource: bool = False
 
     def __post_init__(self) -> None:
         if not timedelta(minutes=1) <= self.freshness_warn < self.freshness_fail:
@@ -55,6 +58,14 @@ class OrchestrationSettings:
             except ValueError:
                 raise SettingsError(f"{name} must be a number, got {raw!r}") from None
 
+        def flag(name: str, default: bool) -> bool:
+            raw = (env.get(name) or "").strip().lower()
+            if not raw:
+                return default
+            if raw not in ("1", "true", "yes", "0", "false", "no"):
+                raise SettingsError(f"{name} must be true or false, got {raw!r}")
+            return raw in ("1", "true", "yes")
+
         warn_min = defaults.freshness_warn.total_seconds() / 60
         fail_min = defaults.freshness_fail.total_seconds() / 60
         return cls(
@@ -65,4 +76,5 @@ class OrchestrationSettings:
             ),
             reconcile_cron=env.get("CRM_RECONCILE_CRON") or defaults.reconcile_cron,
             timezone=env.get("CRM_TIMEZONE") or defaults.timezone,
+            run_per_resource=flag("CRM_RUN_PER_RESOURCE", defaults.run_per_resource),
         )

@@ -1,11 +1,14 @@
-"""The production instance config (`deploy/dagster.yaml`) against a live PostgreSQL.
-
-An instance built from that file, in a database of its own, runs a sync; its runs and events
-are then read back from Postgres, by Dagster and by plain SQL. Needs CRM_TEST_POSTGRES_URL.
+"""What deploy/ holds: the production instance config against a live PostgreSQL (runs and events
+read back by Dagster and by plain SQL; four resources loading at once), the image's files and
+command, and the Helm values.
 """
 
+import json
+import re
 import shutil
 import subprocess
+import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dagster as dg
 import psycopg2
 import pytest
+import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_dlt import DagsterDltResource
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
@@ -22,9 +26,16 @@ from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, postgres_url, warehouse_env
+from crm_assets_tests.conftest import (
+    REPO,
+    TEST_KEY,
+    SandboxFactory,
+    free_port,
+    postgres_url,
+    warehouse_env,
+)
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
-from crm_sandbox.runs import cli_env, dagster_command
+from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home, venv_script
 
 DEPLOY_CONFIG = Path(__file__).parents[1] / "deploy" / "dagster.yaml"
 
@@ -142,3 +153,53 @@ def test_on_postgres_the_four_resources_load_at_once(
     for name in crm_resource_names():
         assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
     assert not list((warehouse.pipelines_dir / "runs").glob("*"))  # each run removed its own
+
+
+def _dockerfile() -> tuple[list[list[str]], list[str], list[str]]:
+    """deploy/Dockerfile's COPY sources, the extras it installs, and its CMD."""
+    text = (REPO / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    copies = [line[1:-1] for line in lines if line[0] == "COPY"]
+    (install,) = [line for line in lines if line[0] == "RUN" and "install" in line]
+    extras = re.search(r"\.\[([a-z0-9_,-]+)\]", " ".join(install))
+    (cmd,) = [line for line in lines if line[0] == "CMD"]
+    return copies, extras.group(1).split(",") if extras else [], json.loads(" ".join(cmd[1:]))
+
+
+def test_the_image_copies_what_exists_and_serves_the_code_location(tmp_path: Path) -> None:
+    """What can be checked without building it (no registry for base images here): its files
+    and extras exist, and its command, run here, serves the definitions with no CRM_* set."""
+    copies, extras, cmd = _dockerfile()
+    for sources in copies:
+        assert all((REPO / source).exists() for source in sources), sources
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert set(extras) <= set(declared["optional-dependencies"]), extras
+    assert cmd[:3] == ["dagster", "code-server", "start"]
+    port = str(free_port())
+    args = [a if a != "0.0.0.0" else "127.0.0.1" for a in cmd[1:]]  # loopback only here
+    args[args.index("-p") + 1] = port
+    env = cli_env(dagster_home=prepare_dagster_home(tmp_path / "home"))
+    server = subprocess.Popen(
+        [venv_script("dagster"), *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        health = ["dagster", "api", "grpc-health-check", "-p", port]
+        deadline = time.monotonic() + 90
+        while subprocess.run([venv_script(health[0]), *health[1:]], env=env).returncode:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "the code server did not answer in 90 s"
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_the_helm_values_name_the_image_module_and_settings_that_exist() -> None:
+    values = yaml.safe_load((REPO / "deploy" / "k8s" / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["--module-name", "crm_assets.definitions"]
+    assert deployment["port"] == 4000  # the Dockerfile's EXPOSE and code server port
+    source = "\n".join(p.read_text() for p in (REPO / "crm_assets").rglob("*.py"))
+    for variable in deployment["env"]:
+        assert f'"{variable["name"]}"' in source, variable["name"]  # a setting the code reads
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"

@@ -28,10 +28,11 @@ def test_overrides() -> None:
             "CRM_SENSOR_INTERVAL_SECONDS": "15",
             "CRM_RECONCILE_CRON": "*/30 * * * *",
             "CRM_TIMEZONE": "Europe/Berlin",
+            "CRM_RUN_PER_RESOURCE": "true",
         }
     )
     assert settings == OrchestrationSettings(
-        timedelta(minutes=30), timedelta(minutes=90), 15, "*/30 * * * *", "Europe/Berlin"
+        timedelta(minutes=30), timedelta(minutes=90), 15, "*/30 * * * *", "Europe/Berlin", True
     )
 
 
@@ -43,6 +44,7 @@ def test_overrides() -> None:
         ({"CRM_SENSOR_INTERVAL_SECONDS": "0"}, "CRM_SENSOR_INTERVAL_SECONDS"),
         ({"CRM_RECONCILE_CRON": "daily"}, "CRM_RECONCILE_CRON"),
         ({"CRM_TIMEZONE": "Mars/Olympus"}, "CRM_TIMEZONE"),
+        ({"CRM_RUN_PER_RESOURCE": "sometimes"}, "CRM_RUN_PER_RESOURCE"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

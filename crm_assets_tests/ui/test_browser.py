@@ -90,7 +90,7 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, ar
         expect(page.get_by_text("account_summary", exact=True).first).to_be_visible()
         # only what the model reads: the lead table and its endpoint are not upstream of it
         expect(page.get_by_text("lead_endpoint", exact=True)).to_have_count(0)
-        page.screenshot(path=artifacts / "lineage.png")
+        lineage_url = page.url
 
         # Launch group crm from its page, as a user would, and follow the run to its end.
         _open(page, f"{base_url}/locations/{LOCATION}/asset-groups/crm")
@@ -136,4 +136,8 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, ar
             _open(page, f"{base_url}/locations/{LOCATION}/{kind}/{name}")
             switch = page.locator("input[type=checkbox]")
             expect(switch.first).to_be_checked()
+
+        _open(page, lineage_url)  # after the run, for the README's picture
+        expect(page.get_by_text("account_endpoint", exact=True)).to_be_visible()
+        page.screenshot(path=artifacts / "lineage.png")
         browser.close()

@@ -227,7 +227,7 @@ def build_crm_assets(
         problem = None
         with redacted_logs(secrets):
             try:
-                with warehouse.open_pipeline(PIPELINE_NAME, context.run_id) as pipeline:
+                with warehouse.open_pipeline(PIPELINE_NAME, context.run.run_id) as pipeline:
                     yield from _sync(pipeline, context, config, dlt, crm_api, warehouse, translator)
             except PipelineStepFailed as failure:
                 problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)

@@ -137,15 +137,20 @@ def build_crm_change_sensor(
             reason = "; ".join(plan.failures) or "no CRM resource changed or grew stale"
             context.log.info(f"skipped: {reason}")  # the tick's logs, beside "0 runs requested"
             return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
-        request = dg.RunRequest(
-            run_key=_run_key(plan, last),
-            asset_selection=[asset_key(name) for name in plan.to_sync],
-            tags={  # only the reasons that apply: an empty tag shows as "crm/stale:" in the UI
-                tag: ",".join(names)
-                for tag, names in (("crm/changed", plan.changed), ("crm/stale", plan.stale))
-                if names
-            },
-        )
-        return dg.SensorResult(run_requests=[request], cursor=cursor)
+        key = _run_key(plan, last)
+        groups = [[name] for name in plan.to_sync] if settings.run_per_resource else [plan.to_sync]
+        requests = [
+            dg.RunRequest(
+                run_key=key if len(groups) == 1 else f"{key}-{names[0]}",
+                asset_selection=[asset_key(name) for name in names],
+                tags={  # only the reasons that apply: an empty tag shows as "crm/stale:"
+                    tag: ",".join(n for n in reason if n in names)
+                    for tag, reason in (("crm/changed", plan.changed), ("crm/stale", plan.stale))
+                    if set(reason) & set(names)
+                },
+            )
+            for names in groups
+        ]
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return crm_change_sensor

@@ -1,5 +1,7 @@
 """The sync job and the reconcile schedule as the code location exposes them."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import pytest
 
@@ -41,3 +43,25 @@ def test_sensor_targets_the_job_with_the_configured_interval(
     assert sensor.job_name == "crm_sync_job"
     assert sensor.minimum_interval_seconds == 20
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_per_resource_schedule_asks_one_full_run_per_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_RUN_PER_RESOURCE", "true")
+    schedule = defs().resolve_schedule_def("crm_reconcile_schedule")
+    tick = datetime(2026, 11, 29, 3, tzinfo=UTC)
+
+    requests = schedule.evaluate_tick(
+        dg.build_schedule_context(scheduled_execution_time=tick)
+    ).run_requests
+
+    assert requests is not None
+    assert sorted(r.asset_selection[0].path[-1] for r in requests if r.asset_selection) == [
+        "account",
+        "contact",
+        "lead",
+        "opportunity",
+    ]
+    assert all(len(r.asset_selection or []) == 1 for r in requests)
+    assert all(r.run_config["ops"]["crm_sync"]["config"]["mode"] == "full" for r in requests)

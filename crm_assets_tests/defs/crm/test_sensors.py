@@ -35,9 +35,10 @@ class Ticker:
         sandbox: SandboxServer,
         instance: dg.DagsterInstance,
         clock: Callable[[], float] = time.time,
+        settings: OrchestrationSettings | None = None,
         **api: object,
     ) -> None:
-        self.sensor = build_crm_change_sensor(OrchestrationSettings(), clock)
+        self.sensor = build_crm_change_sensor(settings or OrchestrationSettings(), clock)
         self.api = CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY, **api)
         self.instance, self.cursor = instance, None
 
@@ -105,15 +106,20 @@ def test_first_tick_requests_every_resource(
     assert {(r.offset, r.limit) for r in probes} == {(0, 1)}
 
 
-def test_no_change_skips_at_one_request_per_resource(synced: tuple[SandboxServer, Ticker]) -> None:
+def test_no_change_skips_at_one_request_per_resource(
+    synced: tuple[SandboxServer, Ticker], capfd: pytest.CaptureFixture[str]
+) -> None:
     sandbox, ticker = synced
     before = len(sandbox.faults.log)
+    capfd.readouterr()
 
     result = ticker.tick()
 
     assert not result.run_requests
     assert "no CRM resource changed" in str(result.skip_reason)
     assert len(sandbox.faults.log) - before == 4
+    # the tick's log says why, where the UI's tick list shows only "0 runs requested"
+    assert "skipped: no CRM resource changed or grew stale" in capfd.readouterr().err
 
 
 def test_an_update_requests_exactly_that_asset(synced: tuple[SandboxServer, Ticker]) -> None:
@@ -219,6 +225,23 @@ def test_stale_assets_are_refreshed_without_a_change(
     assert requested(result) == ALL
     assert result.run_requests[0].tags["crm/stale"] == "account,contact,lead,opportunity"
     assert "crm/changed" not in result.run_requests[0].tags
+
+
+def test_per_resource_runs_split_a_tick_one_table_each(
+    synced: tuple[SandboxServer, Ticker], instance: dg.DagsterInstance
+) -> None:
+    sandbox, ticker = synced
+    split = Ticker(sandbox, instance, settings=OrchestrationSettings(run_per_resource=True))
+    split.cursor = ticker.cursor
+    sandbox.store.insert("lead", {})
+    sandbox.store.update("account", 3, {"name": "Changed"})
+
+    requests = split.tick().run_requests or []
+
+    selections = sorted(tuple(k.path[-1] for k in r.asset_selection or []) for r in requests)
+    assert selections == [("account",), ("lead",)]  # one run each, free to go to its own worker
+    assert len({r.run_key for r in requests}) == 2
+    assert {r.tags["crm/changed"] for r in requests} == {"account", "lead"}
 
 
 def test_run_keys_are_idempotent(sandbox: SandboxServer, instance: dg.DagsterInstance) -> None:
