@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,5 +140,7 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, ar
 
         _open(page, lineage_url)  # after the run, for the README's picture
         expect(page.get_by_text("account_endpoint", exact=True)).to_be_visible()
+        with contextlib.suppress(playwright.Error):  # a picture without "Loading..." nodes
+            page.get_by_text(re.compile("^Loading")).first.wait_for(state="detached")
         page.screenshot(path=artifacts / "lineage.png")
         browser.close()
