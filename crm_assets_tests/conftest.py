@@ -2,9 +2,11 @@
 
 import os
 import socket
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import dagster as dg
@@ -18,6 +20,7 @@ from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
+from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
 TEST_KEY = "test-key-7f3a9c51e2"
 REPO = Path(__file__).resolve().parents[1]
@@ -140,6 +143,31 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
     yield warehouse
     with warehouse.sql_client() as client:
         client.execute_sql(f"drop schema if exists {warehouse.dataset_name} cascade")
+
+
+def cli_materialize(env: dict[str, str], selection: str = "group:crm") -> CompletedProcess[str]:
+    """`dagster asset materialize --select <selection>` on the code location, output captured."""
+    return subprocess.run(
+        dagster_command("asset", "materialize", "--select", selection),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def sandbox_cli_env(tmp_path: Path, sandbox: SandboxServer) -> dict[str, str]:
+    """A CLI run's env as `make dev` has it (.dagster/dagster.yaml: the pool at 1) in tmp_path,
+    against `sandbox`, into a DuckDB file in tmp_path."""
+    return cli_env(
+        dagster_home=prepare_dagster_home(
+            tmp_path / "dagster_home", REPO / ".dagster" / "dagster.yaml"
+        ),
+        base_url=sandbox.base_url,
+        api_key=TEST_KEY,
+        duckdb_path=tmp_path / "warehouse.duckdb",
+    )
 
 
 def warehouse_env(warehouse: WarehouseResource) -> dict[str, str]:

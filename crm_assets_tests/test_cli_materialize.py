@@ -9,10 +9,10 @@ import pytest
 
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import REPO, TEST_KEY, on_each_destination, warehouse_env
+from crm_assets_tests.conftest import TEST_KEY, cli_materialize, on_each_destination, warehouse_env
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox import CrmStore, SandboxServer
-from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
+from crm_sandbox.runs import cli_env, prepare_dagster_home
 
 pytestmark = pytest.mark.e2e
 
@@ -32,14 +32,7 @@ def _materialize(
     )
     if warehouse is not None:
         env |= warehouse_env(warehouse)
-    return subprocess.run(
-        dagster_command("asset", "materialize", "--select", "group:crm"),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return cli_materialize(env)
 
 
 def _stored_text(home: Path, key: str) -> list[Path]:

@@ -30,6 +30,7 @@ from crm_assets_tests.conftest import (
     REPO,
     TEST_KEY,
     SandboxFactory,
+    cli_materialize,
     free_port,
     postgres_url,
     warehouse_env,
@@ -121,14 +122,7 @@ def test_on_postgres_the_four_resources_load_at_once(
     sandbox = make_sandbox(400, latency_ms=10)
     env = cli_env(dagster_home=deploy_home, base_url=sandbox.base_url, api_key=TEST_KEY)
     env |= warehouse_env(warehouse)
-    first = subprocess.run(
-        dagster_command("asset", "materialize", "--select", "group:crm"),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    first = cli_materialize(env)
     assert first.returncode == 0, first.stdout[-3000:]
     for name in crm_resource_names():
         sandbox.store.insert(name, {})  # a change everywhere since the first sync

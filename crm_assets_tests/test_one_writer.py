@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 
 from crm_assets.source.contract import crm_resource_names
-from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory
-from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
+from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
+from crm_sandbox.runs import dagster_command
 
 
 def _step_window(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
@@ -23,13 +23,8 @@ def test_two_concurrent_cli_materializations_both_succeed_one_after_the_other(
     make_sandbox: SandboxFactory, tmp_path
 ) -> None:
     sandbox = make_sandbox(600, latency_ms=15)  # ~24 requests per run: long enough to overlap
-    home = prepare_dagster_home(tmp_path / "dagster_home", REPO / ".dagster" / "dagster.yaml")
-    env = cli_env(
-        dagster_home=home,
-        base_url=sandbox.base_url,
-        api_key=TEST_KEY,
-        duckdb_path=tmp_path / "warehouse.duckdb",
-    )
+    env = sandbox_cli_env(tmp_path, sandbox)
+    home = env["DAGSTER_HOME"]
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the instance's storage once, as a long-lived deployment has it
     launches = [

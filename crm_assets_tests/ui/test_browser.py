@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory
+from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
 from crm_assets_tests.ui.dagster_dev import dagster_dev
-from crm_sandbox.runs import cli_env, prepare_dagster_home
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = os.environ.get("CRM_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -50,13 +49,7 @@ def artifacts() -> Path:
 @pytest.fixture
 def ui(make_sandbox: SandboxFactory, tmp_path: Path) -> Iterator[tuple[str, object]]:
     sandbox = make_sandbox(RECORDS)
-    home = prepare_dagster_home(tmp_path / "dagster_home", REPO / ".dagster" / "dagster.yaml")
-    env = cli_env(
-        dagster_home=home,
-        base_url=sandbox.base_url,
-        api_key=TEST_KEY,
-        duckdb_path=tmp_path / "warehouse.duckdb",
-    )
+    env = sandbox_cli_env(tmp_path, sandbox)
     with dagster_dev(env, REPO, tmp_path / "dagster_dev.log") as base_url:
         yield base_url, sandbox
 
