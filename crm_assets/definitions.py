@@ -18,10 +18,7 @@ from crm_assets.defs.crm.sensors import build_crm_change_sensor
 from crm_assets.defs.crm.translator import api_asset_specs
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.warehouse.resource import (
-    DEFAULT_DUCKDB_PATH,
-    WarehouseResource,
-)
+from crm_assets.warehouse.resource import DEFAULT_DUCKDB_PATH, WarehouseResource
 
 
 def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:

@@ -195,21 +195,19 @@ class WarehouseResource(dg.ConfigurableResource):
         pipeline's working directory when a run starts: a sync (`run_id`) then works in a
         directory of its own, removed afterwards.
         """
-        if not self.is_duckdb:
-            if run_id is None:
-                yield self.dlt_pipeline(pipeline_name)
-                return
+        if self.is_duckdb:
+            self._checked_destination()  # our message for a bad configuration, and the folder
+            with self._duckdb(read_only=False) as connection:
+                yield self.dlt_pipeline(pipeline_name, connection)
+        elif run_id is None:
+            yield self.dlt_pipeline(pipeline_name)
+        else:
             runs = self.pipelines_dir / "runs"
             _sweep(runs, older_than_s=_ABANDONED_AFTER_S)
-            own = runs / run_id
             try:
-                yield self.dlt_pipeline(pipeline_name, pipelines_dir=own)
+                yield self.dlt_pipeline(pipeline_name, pipelines_dir=runs / run_id)
             finally:
-                shutil.rmtree(own, ignore_errors=True)
-            return
-        self._checked_destination()  # our message for a bad configuration, and the folder
-        with self._duckdb(read_only=False) as connection:
-            yield self.dlt_pipeline(pipeline_name, connection)
+                shutil.rmtree(runs / run_id, ignore_errors=True)
 
     @contextmanager
     def sql_client(self) -> Iterator[SqlClientBase]:

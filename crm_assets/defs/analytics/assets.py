@@ -41,16 +41,17 @@ COLUMNS = dg.TableSchema(
 
 def build_account_summary_asset(
     freshness_policy: dg.FreshnessPolicy | None = None,
-    warehouse: WarehouseResource | None = None,
+    target: WarehouseResource | None = None,
 ) -> dg.AssetsDefinition:
-    """`analytics/account_summary`, stored in (and a kind of) the configured warehouse."""
-    warehouse = warehouse or WarehouseResource()
+    """`analytics/account_summary`; `target` (the configured warehouse) names its kind and
+    table in the definitions, while a run builds it through the `warehouse` resource."""
+    target = target or WarehouseResource()
 
     @dg.asset(
         key=ACCOUNT_SUMMARY,
         deps=[asset_key("account"), asset_key("contact"), asset_key("opportunity")],
         group_name=ANALYTICS_GROUP,
-        kinds={"sql", warehouse.destination},
+        kinds={"sql", target.destination},
         pool=WAREHOUSE_POOL,
         automation_condition=dg.AutomationCondition.eager(),
         freshness_policy=freshness_policy,
@@ -59,7 +60,7 @@ def build_account_summary_asset(
             " currency. Rebuilt in the warehouse after each sync of its tables."
         ),
         metadata={
-            "dagster/table_name": warehouse.table_name("account_summary", ANALYTICS_SCHEMA),
+            "dagster/table_name": target.table_name("account_summary", ANALYTICS_SCHEMA),
             "dagster/column_schema": COLUMNS,
         },
         check_specs=[

@@ -183,15 +183,15 @@ def _sync(
 
 def build_crm_assets(
     freshness_policy: dg.FreshnessPolicy | None = None,
-    warehouse: WarehouseResource | None = None,
+    target: WarehouseResource | None = None,
 ) -> dg.AssetsDefinition:
     """Asset specs come from a placeholder source; every run builds the real one from resources.
 
-    `warehouse` (as configured) names the kind the UI shows next to `dlt` and the table each
-    asset is stored in.
+    `target` (the configured warehouse) names the kind the UI shows next to `dlt` and the table
+    each asset is stored in; a run loads through the `warehouse` resource.
     """
-    warehouse = warehouse or WarehouseResource()
-    translator = CrmTranslator(freshness_policy, warehouse.table_name)
+    target = target or WarehouseResource()
+    translator = CrmTranslator(freshness_policy, target.table_name)
     specs = [
         # dagster-dlt hands the source, pipeline and translator to its run through metadata the
         # UI shows as "(unserializable)"; our run passes them itself.
@@ -202,8 +202,8 @@ def build_crm_assets(
             dlt_source=crm_source("http://crm.invalid", "placeholder"),
             dlt_pipeline=dlt.pipeline(
                 pipeline_name=PIPELINE_NAME,
-                destination=warehouse.destination,
-                dataset_name=warehouse.dataset_name,
+                destination=target.destination,
+                dataset_name=target.dataset_name,
             ),
             dagster_dlt_translator=translator,
         )

@@ -70,6 +70,20 @@ def _run_key(plan: Plan, last_materialized: Mapping[str, float | None]) -> str:
     return f"crm-{digest}"
 
 
+def _run_request(plan: Plan, names: list[str], run_key: str) -> dg.RunRequest:
+    """A run syncing `names`, tagged with why (only the reasons that apply: an empty tag shows
+    in the UI as "crm/stale:")."""
+    reasons = {
+        "crm/changed": [n for n in plan.changed if n in names],
+        "crm/stale": [n for n in plan.stale if n in names],
+    }
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=[asset_key(name) for name in names],
+        tags={tag: ",".join(which) for tag, which in reasons.items() if which},
+    )
+
+
 def _last_synced(instance: dg.DagsterInstance, name: str) -> float | None:
     event = instance.get_latest_materialization_event(asset_key(name))
     return event.timestamp if event else None
@@ -138,19 +152,10 @@ def build_crm_change_sensor(
             context.log.info(f"skipped: {reason}")  # the tick's logs, beside "0 runs requested"
             return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
         key = _run_key(plan, last)
-        groups = [[name] for name in plan.to_sync] if settings.run_per_resource else [plan.to_sync]
-        requests = [
-            dg.RunRequest(
-                run_key=key if len(groups) == 1 else f"{key}-{names[0]}",
-                asset_selection=[asset_key(name) for name in names],
-                tags={  # only the reasons that apply: an empty tag shows as "crm/stale:"
-                    tag: ",".join(n for n in reason if n in names)
-                    for tag, reason in (("crm/changed", plan.changed), ("crm/stale", plan.stale))
-                    if set(reason) & set(names)
-                },
-            )
-            for names in groups
-        ]
+        if settings.run_per_resource:
+            requests = [_run_request(plan, [name], f"{key}-{name}") for name in plan.to_sync]
+        else:
+            requests = [_run_request(plan, plan.to_sync, key)]
         return dg.SensorResult(run_requests=requests, cursor=cursor)
 
     return crm_change_sensor
