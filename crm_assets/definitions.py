@@ -18,6 +18,7 @@ from crm_assets.defs.crm.sensors import build_crm_change_sensor
 from crm_assets.defs.crm.translator import api_asset_specs
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.schema import crm_schema
 from crm_assets.warehouse.resource import DEFAULT_DUCKDB_PATH, WarehouseResource
 
 
@@ -34,18 +35,20 @@ def defs() -> dg.Definitions:
     freshness = dg.FreshnessPolicy.time_window(
         fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
     )
+    models = [build_account_summary_asset(freshness, named, crm_schema())]
+    built = [m for m in models if isinstance(m, dg.AssetsDefinition)]
     return dg.Definitions(
         assets=[
             *api_asset_specs(crm_resource_names()),
             build_crm_assets(freshness, named),
-            build_account_summary_asset(freshness, named),
+            *models,
         ],
         asset_checks=[build_table_checks(crm_resource_names())],
-        jobs=[build_crm_sync_job()],
+        jobs=[build_crm_sync_job(built)],
         schedules=[build_reconcile_schedule(settings)],
         sensors=[
             build_crm_change_sensor(settings),
-            build_analytics_automation_sensor(settings.sensor_interval_s),
+            *([build_analytics_automation_sensor(settings.sensor_interval_s)] if built else []),
         ],
         resources={
             "dlt": DagsterDltResource(),
@@ -54,6 +57,7 @@ def defs() -> dg.Definitions:
                 api_key=_env_or("CRM_API_KEY", None),
                 schema_enforcement=os.environ.get("CRM_SCHEMA_ENFORCEMENT") or "keep_rows",
                 incremental_param=os.environ.get("CRM_INCREMENTAL_PARAM") or None,
+                max_rereads=int(os.environ.get("CRM_MAX_REREADS") or 2),
             ),
             "warehouse": WarehouseResource(
                 destination=named.destination,

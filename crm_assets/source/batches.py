@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import dlt
@@ -28,11 +29,12 @@ from dlt.common.schema.detections import is_iso_timestamp
 from dlt.extract.resource import DltResource
 
 from crm_assets.source.ledger import Rejection
-from crm_assets.source.records import RecordGate
+from crm_assets.source.records import MAX_BIGINT, RecordGate
 from crm_assets.source.schema import (
     DECIMAL_PRECISION,
     DECIMAL_SCALE,
     DELETED_AT,
+    MAX_DECIMAL_PRECISION,
     PRIMARY_KEY,
     Column,
 )
@@ -67,6 +69,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "date": pa.date32(),
     "json": pa.string(),  # JSON text, as dlt itself writes a json column to parquet
 }
+# Integer ids past 64 bits (unsigned 64-bit keys and wider) go to a decimal without decimals.
+WIDE_ID = pa.decimal128(MAX_DECIMAL_PRECISION, 0)
 _NOT_NULL = {PRIMARY_KEY, DLT_LOAD_ID, DLT_ID}
 _NAMING = NamingConvention()  # dlt's default; the source schema's own when there is one
 _ID_TYPES: dict[type, tuple[str, pa.DataType]] = {
@@ -99,6 +103,16 @@ def quiet_json_as_text(resources: Iterable[str]) -> None:
     dlt_logger = logging.getLogger("dlt")
     if not any(isinstance(f, _JsonAsTextNote) for f in dlt_logger.filters):
         dlt_logger.addFilter(_JsonAsTextNote(resources))
+
+
+def _arrow_type(column: Column) -> pa.DataType:
+    if column.data_type == "decimal":
+        return pa.decimal128(*column.digits)
+    return _ARROW_TYPES[column.data_type]
+
+
+def _wide(record_id: Any) -> bool:
+    return type(record_id) is int and not -MAX_BIGINT - 1 <= record_id <= MAX_BIGINT
 
 
 def _load_id() -> str | None:
@@ -165,11 +179,16 @@ class ArrowBatcher:
 
     def __init__(self, table: str, columns: Iterable[Column]) -> None:
         self.table = table
+        columns = tuple(columns)
         self._fields = [
-            (c.name, c.data_type, _ARROW_TYPES[c.data_type])
+            (c.name, c.data_type, _arrow_type(c))
             for c in columns
             if not c.is_primary_key and c.name != DELETED_AT
         ]
+        key = next((c for c in columns if c.is_primary_key), None)
+        self._wide_id = (
+            pa.decimal128(key.digits[0], 0) if key and key.data_type == "decimal" else WIDE_ID
+        )
         self._declared = {PRIMARY_KEY, DELETED_AT, *(name for name, _, _ in self._fields)}
         self.width = len(self._declared)
 
@@ -185,19 +204,35 @@ class ArrowBatcher:
             return None if flat is None else row
         return {**{k: v for k, v in row.items() if k in self._declared}, **flat}
 
-    def table_of(self, rows: list[dict[str, Any]], load_id: str) -> pa.Table | None:
-        """The rows as one arrow table, or None when dlt must see them as dicts."""
+    def too_wide(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows whose integer id is past 64 bits while the table's id column is a bigint: no
+        load could keep them (the caller withholds them, and the sync does not reconcile)."""
+        if _loaded_types(_current_schema(), self.table).get(PRIMARY_KEY) != "bigint":
+            return []
+        return [row for row in rows if _wide(row[PRIMARY_KEY])]
+
+    def _id_type(self, rows: list[dict[str, Any]], loaded: str | None) -> tuple[str, Any] | None:
+        """The id column's type for these rows: dlt's name and arrow's (None: mixed kinds)."""
         id_class = type(rows[0][PRIMARY_KEY])
         if id_class not in _ID_TYPES or any(type(r[PRIMARY_KEY]) is not id_class for r in rows):
             return None
-        id_type_name, id_type = _ID_TYPES[id_class]
+        if id_class is int and (loaded == "decimal" or any(_wide(r[PRIMARY_KEY]) for r in rows)):
+            return "decimal", self._wide_id
+        return _ID_TYPES[id_class]
+
+    def table_of(self, rows: list[dict[str, Any]], load_id: str) -> pa.Table | None:
+        """The rows as one arrow table, or None when dlt must see them as dicts."""
+        schema = _current_schema()
+        loaded = _loaded_types(schema, self.table)
+        typed_id = self._id_type(rows, loaded.get(PRIMARY_KEY))
+        if typed_id is None:
+            return None
+        id_type_name, id_type = typed_id
         extra = [
             key
             for key in dict.fromkeys(k for r in rows if len(r) != self.width for k in r)
             if key not in self._declared
         ]
-        schema = _current_schema()
-        loaded = _loaded_types(schema, self.table)
         if loaded.get(PRIMARY_KEY, id_type_name) != id_type_name:
             return None
         if any(loaded.get(name, type_name) != type_name for name, type_name, _ in self._fields):
@@ -238,8 +273,9 @@ class ArrowBatcher:
 
     def empty(self, id_type_name: str) -> pa.Table:
         """No rows, every declared column typed: a resource with no records still gets its table."""
+        id_type = self._wide_id if id_type_name == "decimal" else None
         types = {
-            PRIMARY_KEY: _ARROW_TYPES.get(id_type_name, pa.string()),
+            PRIMARY_KEY: id_type or _ARROW_TYPES.get(id_type_name, pa.string()),
             **{name: arrow_type for name, _, arrow_type in self._fields},
             DELETED_AT: _ARROW_TYPES["timestamp"],
             DLT_LOAD_ID: pa.string(),
@@ -305,13 +341,13 @@ def gated_batches(
             else:
                 batch.append(ready)
         if len(batch) + len(loose) >= BATCH_ROWS:
-            yield from _flush(batch, loose, batcher, load_id)
+            yield from _flush(batch, loose, batcher, load_id, gate)
             batch, loose, emitted = [], [], True
         if len(ledger.pending) >= BATCH_ROWS or (ledger.pending and not batch and emitted):
             # with the rows just flushed, or on their own when every record is set aside
             yield quarantine_rows(ledger.take_rejections(), load_id or None)
     if batch or loose:
-        yield from _flush(batch, loose, batcher, load_id)
+        yield from _flush(batch, loose, batcher, load_id, gate)
     elif not emitted:
         yield batcher.empty(id_type_name)
     if rejections := ledger.take_rejections():
@@ -319,12 +355,29 @@ def gated_batches(
 
 
 def _flush(
-    batch: list[dict[str, Any]], loose: list[dict[str, Any]], batcher: ArrowBatcher, load_id: str
+    batch: list[dict[str, Any]],
+    loose: list[dict[str, Any]],
+    batcher: ArrowBatcher,
+    load_id: str,
+    gate: RecordGate,
 ) -> Iterator[Any]:
+    if refused := batcher.too_wide(batch + loose):
+        for row in refused:
+            reason = (
+                f"field {PRIMARY_KEY!r}: past 64 bits, and the table's id column is a bigint;"
+                f" declare {PRIMARY_KEY!r} as decimal in the schema file (schema infer does)"
+            )
+            gate.ledger.withhold(Rejection(gate.resource, row[PRIMARY_KEY], None, reason, row))
+        batch = [r for r in batch if not _wide(r[PRIMARY_KEY])]
+        loose = [r for r in loose if not _wide(r[PRIMARY_KEY])]
     table = batcher.table_of(batch, load_id) if batch and load_id else None
     if table is not None:
         yield table
     elif batch:
-        yield batch
+        loose = batch + loose
     if loose:
-        yield loose
+        # dlt would type an integer past 64 bits as a bigint and fail writing it
+        yield [
+            {**r, PRIMARY_KEY: Decimal(r[PRIMARY_KEY])} if _wide(r[PRIMARY_KEY]) else r
+            for r in loose
+        ]

@@ -85,6 +85,7 @@ class SyncOptions:
     page_size: int = DEFAULT_PAGE_SIZE
     ledger: SyncLedger = field(default_factory=SyncLedger)
     strict: bool = False  # withhold whole records instead of values that do not fit
+    strip_nul: bool = False  # the warehouse refuses NUL in text (PostgreSQL): remove, count
     prefetcher: PagePrefetcher | None = None  # fetch pages ahead, concurrently
     incremental: Incremental | None = None  # only records changed since the last sync
     warm: Callable[[str], None] | None = None  # starts fetching a resource's first page
@@ -185,7 +186,7 @@ def _gated(api_resource: DltResource, options: SyncOptions) -> DltResource:
     The table keeps the contract's hints; `_quarantine` rows travel in the same load.
     """
     name = api_resource.name
-    gate = RecordGate(name, options.ledger[name], options.strict)
+    gate = RecordGate(name, options.ledger[name], options.strict, strip_nul=options.strip_nul)
     batcher = ArrowBatcher(name, gate.columns)
     key = next((c for c in gate.columns if c.is_primary_key), None)
     id_type = key.data_type if key else "bigint"

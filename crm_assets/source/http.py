@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,13 +99,33 @@ def _no_redirect(response: Response) -> Response:
     )
 
 
+# 16 digits in a row (a point may sit between them): a number a double may not hold exactly.
+# Also matches such runs inside strings, which only costs the slower exact parse.
+_LONG_NUMBER = re.compile(rb"(?:\d\.?){16}")
+
+
+def _exact_float(text: str) -> float | Decimal:
+    """A JSON fraction as a float when the float says the same number, else as a Decimal: a
+    16-digit amount with cents or an over-precise rate must not lose digits on the way in."""
+    number = float(text)
+    return number if Decimal(repr(number)) == Decimal(text) else Decimal(text)
+
+
+def _exact(content: bytes, fast: Any) -> Any:
+    """`fast` (orjson's parse), or the body parsed again exactly when it holds a long number:
+    orjson turns integers past 64 bits and long fractions into floats, losing digits."""
+    if not _LONG_NUMBER.search(content):
+        return fast
+    return json.loads(content, parse_float=_exact_float)
+
+
 def _parse(response: Response, plain_json: Callable[..., Any]) -> Any:
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type and "json" not in media_type:
         path, offset = _where(response)
         raise CrmResponseError(path, offset, f"answered {media_type[:60]!r}, not JSON")
     try:
-        return orjson.loads(response.content)  # several times faster than json
+        return _exact(response.content, orjson.loads(response.content))  # orjson: fast
     except orjson.JSONDecodeError as error:
         problem = str(error)
     path, offset = _where(response)

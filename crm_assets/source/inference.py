@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,8 +23,18 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 from requests import RequestException, Session
 
 from crm_assets.source.contract import API_KEY_PARAM, endpoint_path
-from crm_assets.source.records import fits
-from crm_assets.source.schema import DELETED_AT, PRIMARY_KEY, Column, CrmSchema
+from crm_assets.source.records import MAX_BIGINT, decimal_digits, fits
+from crm_assets.source.schema import (
+    DECIMAL_PRECISION,
+    DECIMAL_SCALE,
+    DELETED_AT,
+    MAX_DECIMAL_PRECISION,
+    PRIMARY_KEY,
+    Column,
+    CrmSchema,
+)
+
+_WIDE_ID_PRECISION = 20  # every unsigned 64-bit id
 
 DEFAULT_SAMPLE_PAGES = 5
 _ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -113,7 +124,9 @@ def observed_type(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "bigint"
+        return "bigint" if abs(value) <= MAX_BIGINT else "decimal"  # past 64 bits: exact
+    if isinstance(value, Decimal):
+        return "decimal"  # more digits than a double holds (see http.py)
     if isinstance(value, float):
         return "double"
     if isinstance(value, list | dict):
@@ -138,8 +151,8 @@ def _join(types: Iterable[str]) -> str:
     kinds = set(types)
     if len(kinds) == 1:
         return kinds.pop()
-    if kinds == {"bigint", "double"}:
-        return "double"
+    if kinds <= {"bigint", "double", "decimal"}:
+        return "decimal" if "decimal" in kinds else "double"
     return "json" if "json" in kinds else "text"
 
 
@@ -151,6 +164,8 @@ class FieldStats:
     nulls: int = 0
     types: Counter[str] = field(default_factory=Counter)
     unfit_for_declared: int = 0
+    whole_digits: int = 0  # the most digits before the point any number had
+    scale: int = 0  # the most digits after it (trailing zeros not counted)
 
 
 @dataclass
@@ -175,8 +190,13 @@ class ResourceSample:
                 stats.nulls += 1
                 continue
             stats.types[observed_type(value)] += 1
+            # numbers only: digit strings are text unless declared otherwise
+            numeric = type(value) is not bool and type(value) is not str
+            if numeric and (digits := decimal_digits(value)) is not None:
+                stats.whole_digits = max(stats.whole_digits, digits[0])
+                stats.scale = max(stats.scale, digits[1])
             column = self.declared.get(name)
-            if column is not None and not fits(value, column.data_type):
+            if column is not None and not fits(value, column):
                 stats.unfit_for_declared += 1
 
     def columns(self) -> dict[str, dict[str, Any]]:
@@ -195,19 +215,31 @@ class ResourceSample:
         stats = self.fields.get(name, FieldStats())
         declared = self.declared.get(name)
         seen = _join(stats.types) if stats.types else None
+        digits: tuple[int, int] | None = None
         if name == PRIMARY_KEY:
             # Ids are kept exactly as the API sends them: its type, never a conversion.
             data_type = seen or (declared.data_type if declared else "bigint")
+            if data_type == "decimal":
+                data_type, digits = _wide_id(stats)
         elif declared is not None and stats.unfit_for_declared == 0:
             data_type = declared.data_type  # a reviewed type every sampled value still fits
+            digits = declared.digits if data_type == "decimal" else None
+        elif declared is not None and declared.data_type == "decimal" and seen in _NUMBERS:
+            data_type, digits = _widened(stats, declared.digits)  # money with more digits
         else:
             data_type = seen or "text"
+            if data_type == "decimal" and not stats.scale and set(stats.types) <= _INTEGERS:
+                data_type, digits = _wide_id(stats)  # integers past 64 bits: ids, links
+            elif data_type == "decimal":
+                data_type, digits = _widened(stats, (DECIMAL_PRECISION, DECIMAL_SCALE))
         nullable = True
         if name == PRIMARY_KEY:
             nullable = False
         elif declared is not None and not declared.nullable:
             nullable = stats.nulls > 0 or stats.present < self.records
         column: dict[str, Any] = {"data_type": data_type, "nullable": nullable}
+        if digits is not None and digits != (DECIMAL_PRECISION, DECIMAL_SCALE):
+            column["precision"], column["scale"] = digits
         if name == PRIMARY_KEY:
             column["primary_key"] = True
         if declared is not None and declared.description:
@@ -217,6 +249,36 @@ class ResourceSample:
     def dropped(self) -> list[str]:
         """Declared fields no sampled record carried."""
         return [n for n in self.declared if n not in self.fields and n != PRIMARY_KEY]
+
+
+_NUMBERS = ("bigint", "double", "decimal")
+_INTEGERS = {"bigint", "decimal"}  # with no digits after the point
+
+
+def _widened(stats: FieldStats, digits: tuple[int, int]) -> tuple[str, tuple[int, int] | None]:
+    """A decimal wide enough for every sampled number and for `digits` (the declared one's):
+    text, which keeps every digit, when no decimal the warehouse has holds them all."""
+    precision, scale = digits
+    whole = max(precision - scale, stats.whole_digits)
+    scale = max(scale, stats.scale)
+    # Too wide together: first give up room before the point the sample did not need, then
+    # decimals it did not need.
+    if whole + scale > MAX_DECIMAL_PRECISION:
+        whole = max(stats.whole_digits, MAX_DECIMAL_PRECISION - scale)
+    if whole + scale > MAX_DECIMAL_PRECISION:
+        scale = max(stats.scale, MAX_DECIMAL_PRECISION - whole)
+    if whole + scale > MAX_DECIMAL_PRECISION:
+        return "text", None
+    return "decimal", (whole + scale, scale)
+
+
+def _wide_id(stats: FieldStats) -> tuple[str, tuple[int, int] | None]:
+    """Integers past 64 bits (ids and the links to them): a decimal without decimals that
+    holds them all, so ids and links compare and join as the same numbers."""
+    precision = max(_WIDE_ID_PRECISION, stats.whole_digits)
+    if precision > MAX_DECIMAL_PRECISION or stats.scale:
+        return "text", None
+    return "decimal", (precision, 0)
 
 
 def suggest_renames(

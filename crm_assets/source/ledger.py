@@ -42,6 +42,11 @@ class Reconciliation:
     reason: str
     mode: str = "full"
 
+    def after_rereads(self, reasons: list[str]) -> Reconciliation:
+        """The verdict of the last read, saying how often and why the resource was re-read."""
+        said = f"read {len(reasons) + 1} times ({'; then '.join(reasons)})"
+        return replace(self, reason=f"{self.reason}; {said}")
+
     def after_incremental(self, live_rows: int, api_total: int | None) -> Reconciliation:
         """An incremental sync's verdict: every changed record landed, and the table is whole.
 
@@ -127,16 +132,16 @@ class ResourceLedger:
         return self.withheld_with_id
 
     def drift_report(self, columns: Iterable[Column]) -> dict[str, str]:
-        """Per declared field that drifted in this sync, how (never a value).
+        """Per field that drifted in this sync, how (never a value).
 
         A nullable field counts only when no record carried it; a declared non-null one for
-        every record where it was null or absent; any field for values that did not fit.
+        every record where it was null or absent; any field for values that did not fit, and
+        any field, declared or not, whose values had NUL bytes removed.
         """
         with_id = self.received - self.without_id
         report = {}
-        for column in columns:
-            if column.name == DELETED_AT:
-                continue
+        declared = [c for c in columns if c.name != DELETED_AT]
+        for column in declared:
             counts = {kind: n for (name, kind), n in self.drifts.items() if name == column.name}
             parts = []
             absent = counts.pop("absent", 0)
@@ -149,7 +154,31 @@ class ResourceLedger:
             parts += [f"{kind} in {n} of {with_id}" for kind, n in sorted(counts.items())]
             if parts:
                 report[column.name] = "; ".join(parts)
+        names = {c.name for c in declared}
+        for (name, kind), n in sorted(self.drifts.items()):
+            if name not in names:
+                report[name] = "; ".join(
+                    filter(None, [report.get(name), f"{kind} in {n} of {with_id}"])
+                )
         return report
+
+    def shifted(self, landed: int) -> str | None:
+        """Why this read may have skipped or repeated records because the API's list moved under
+        it (None: nothing says so), so that reading the resource again can set it right.
+
+        A record withheld whole is no such reason: a second read would withhold it again.
+        """
+        last = self.totals[-1] if self.totals else None
+        reasons = []
+        if any(later < earlier for earlier, later in itertools.pairwise(self.totals)):
+            reasons.append(
+                f"the API total fell from {max(self.totals)} to {min(self.totals)} during the read"
+            )
+        if (repeated := self.received - self.without_id - self.withheld_with_id - landed) > 0:
+            reasons.append(f"{repeated} ids arrived twice")
+        if not reasons and last is not None and landed < last and not self.withheld:
+            reasons.append(f"{landed} distinct ids landed of the API's {last}")
+        return "; ".join(reasons) or None
 
     def reconcile(self, landed: int) -> Reconciliation:
         """Passes when the distinct ids that landed (`landed`, counted in the warehouse) equal a
@@ -208,6 +237,12 @@ class SyncLedger:
     def __getitem__(self, resource: str) -> ResourceLedger:
         with self._lock:
             return self._resources.setdefault(resource, ResourceLedger(resource))
+
+    def reset(self, resource: str) -> ResourceLedger:
+        """A clean ledger for `resource`, before it is read again."""
+        with self._lock:
+            self._resources[resource] = ResourceLedger(resource)
+            return self._resources[resource]
 
     def resources(self) -> list[ResourceLedger]:
         with self._lock:

@@ -7,6 +7,13 @@ when the client then asks for a planned page it gets the response already fetche
 reach dlt page by page, in order; every request, prefetched or not, goes through the same
 retrying session and rate limit. A page that does not match the plan makes the paginator cancel
 the rest and go on one page at a time.
+
+Once closed (the sync is over, often failed), nothing is submitted any more: whatever still calls
+in (a first page's answer planning the rest from a worker thread, a worker topping up as it
+finishes, dlt's paginator not yet stopped) finds the prefetcher closed and does nothing, and
+`send` sends by itself. The flag is set and read under the lock every submission holds, before
+the pool is shut down, so no submission can race the shutdown and raise "cannot schedule new
+futures after shutdown" (which concurrent.futures would log as "exception calling callback").
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class PagePrefetcher:
         self._fetched: dict[str, dict[tuple[str, ...], Future[Response]]] = {}  # path -> pages
         self._sent: dict[tuple[str, ...], PreparedRequest] = {}  # page -> the request sent
         self._busy = 0  # requests submitted and not yet answered
+        self._closed = False  # set by `close`, under the lock: submit nothing from then on
         self.prefetched = 0
 
     def __deepcopy__(self, memo: dict[int, object]) -> PagePrefetcher:
@@ -95,7 +103,7 @@ class PagePrefetcher:
         A path already planned (by `warm`) keeps its plan.
         """
         with self._lock:
-            if path in self._planned:
+            if self._closed or path in self._planned:
                 return
             self._planned[path] = deque(offsets)
             self._fetched.setdefault(path, {})
@@ -113,8 +121,8 @@ class PagePrefetcher:
         path = urlsplit(url).path
         kwargs = {"timeout": self.timeout_s}
         with self._lock:
-            if path in self._last or path in self._fetched:
-                return  # already warm, or dlt is already paging it
+            if self._closed or path in self._last or path in self._fetched:
+                return  # closed, already warm, or dlt is already paging it
             self._last[path] = (request, kwargs)
             future = self._submit(request, kwargs)
             self._fetched.setdefault(path, {})[_page_key(url)] = future
@@ -143,7 +151,7 @@ class PagePrefetcher:
     def _top_up(self, path: str) -> None:
         with self._lock:
             planned, fetched = self._planned.get(path), self._fetched.get(path)
-            while planned and fetched is not None and path in self._last:
+            while not self._closed and planned and fetched is not None and path in self._last:
                 if len(fetched) >= self.window:
                     break
                 self._submit_planned(path)
@@ -154,7 +162,7 @@ class PagePrefetcher:
         with self._lock:
             ahead = sum(len(pages) for pages in self._fetched.values())
             limit = self.window * len(self._fetched)
-            while self._busy < self.max_concurrent and ahead < limit:
+            while not self._closed and self._busy < self.max_concurrent and ahead < limit:
                 waiting = [p for p, q in self._planned.items() if q and p in self._last]
                 if not waiting:
                     return
@@ -172,6 +180,7 @@ class PagePrefetcher:
         self.prefetched += 1
 
     def _submit(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Future[Response]:
+        """Only with the lock held and the prefetcher open: `close` shuts the pool down after."""
         self._busy += 1
         return self._pool.submit(self._fetch, request, kwargs)
 
@@ -185,6 +194,7 @@ class PagePrefetcher:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True  # before the shutdown: no submission can come after it
             self._planned.clear()
             for pages in self._fetched.values():
                 for future in pages.values():

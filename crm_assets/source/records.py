@@ -10,6 +10,7 @@ never reaches a table. Fields nobody declared pass through and evolve the table.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -26,7 +27,9 @@ from crm_assets.source.schema import (
     declared_columns,
 )
 
-_MAX_BIGINT = 2**63 - 1
+MAX_BIGINT = 2**63 - 1
+NUL = "\x00"
+NUL_REMOVED = "NUL bytes removed"  # a drift kind: the warehouse refuses them (PostgreSQL)
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # no leading zeros, no sign on zero's behalf
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 _BOOLS = {"true": True, "false": False, "True": True, "False": False}
@@ -54,45 +57,74 @@ def _is_whole(value: Any) -> bool:
 def _bigint(value: Any) -> int:
     if type(value) is int:
         number = value
-    elif _is_whole(value):
+    elif _is_whole(value) or (
+        type(value) is Decimal and value.is_finite() and _shape(value)[1] == 0
+    ):
         number = int(value)
     else:
         raise TypeError
-    if abs(number) > _MAX_BIGINT:
+    if abs(number) > MAX_BIGINT:
         raise TypeError
     return number
 
 
 def _double(value: Any) -> float:
-    if type(value) is float or type(value) is int:
+    # A Decimal is a JSON number with more digits than a double keeps (http.py parses those
+    # exactly); the column is declared double, so the nearest double is what was asked for.
+    if type(value) is float or type(value) is int or type(value) is Decimal:
         return float(value)
     if type(value) is str and _NUMBER.fullmatch(value) and len(value.replace("-", "")) <= 16:
         return float(value)  # up to 15 significant digits survive a double exactly
     raise TypeError
 
 
-def _decimal(value: Any) -> Decimal:
-    if type(value) is bool or not isinstance(value, int | float | str):
+def _decimal(value: Any, precision: int = DECIMAL_PRECISION, scale: int = DECIMAL_SCALE) -> Decimal:
+    if type(value) is bool or not isinstance(value, int | float | str | Decimal):
         raise TypeError
     if type(value) is str and not _NUMBER.fullmatch(value):
         raise TypeError
     try:
-        number = Decimal(str(value))
+        number = value if type(value) is Decimal else Decimal(str(value))
     except InvalidOperation:
         raise TypeError from None
-    exponent = number.as_tuple().exponent
-    # More decimals than the column keeps, or too large: the warehouse would round or overflow.
-    if not number.is_finite() or -exponent > DECIMAL_SCALE:  # type: ignore[operator]
+    if not number.is_finite():
         raise TypeError
-    if abs(number) >= Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE):
+    # More decimals than the column keeps, or too large: the warehouse would round or overflow.
+    whole, decimals = _shape(number)
+    if decimals > scale or whole > precision - scale:
         raise TypeError
     return number
+
+
+def _shape(number: Decimal) -> tuple[int, int]:
+    """(digits before the point, digits after it, trailing zeros not counted) of a finite
+    number, exactly: Decimal arithmetic would round to its context's 28 digits."""
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    kept = list(digits)
+    while exponent < 0 and len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    if not any(kept):
+        return 0, 0
+    return max(0, len(kept) + exponent), max(0, -exponent)
+
+
+def decimal_digits(value: Any) -> tuple[int, int] | None:
+    """(digits before the point, digits after it) a number needs without loss; None when it is
+    no number. Lets `schema infer` widen a decimal to what it saw."""
+    if type(value) is bool or not isinstance(value, int | float | str | Decimal):
+        return None
+    if type(value) is str and not _NUMBER.fullmatch(value):
+        return None
+    number = value if type(value) is Decimal else Decimal(str(value))
+    return _shape(number) if number.is_finite() else None
 
 
 def _text(value: Any) -> str:
     if type(value) is str:
         return value
-    if type(value) is int:
+    if type(value) is int or type(value) is Decimal:
         return str(value)  # a number where text is declared: its digits, exactly
     raise TypeError
 
@@ -151,10 +183,12 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def fits(value: Any, data_type: str) -> bool:
-    """Whether a non-null API value converts to `data_type` without losing anything."""
+def fits(value: Any, data_type: str | Column) -> bool:
+    """Whether a non-null API value converts to `data_type` (or a column's declared type, a
+    decimal's own digits included) without losing anything."""
+    convert = converter(data_type) if isinstance(data_type, Column) else CONVERTERS[data_type]
     try:
-        CONVERTERS[data_type](value)
+        convert(value)
     except (TypeError, ValueError):
         return False
     return True
@@ -174,11 +208,41 @@ def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
+def converter(column: Column) -> Callable[[Any], Any]:
+    """The lossless conversion to `column`'s declared type (a decimal's to its own digits)."""
+    if column.data_type == "decimal":
+        precision, scale = column.digits
+        return functools.partial(_decimal, precision=precision, scale=scale)
+    return CONVERTERS[column.data_type]
+
+
 def usable_id(value: Any) -> int | str | None:
-    """The id as the API sent it, if a merge can key on it: a whole number or a non-empty text."""
-    if (type(value) is int and abs(value) <= _MAX_BIGINT) or (type(value) is str and value):
+    """The id as the API sent it, if a merge can key on it: a whole number of any size (ids
+    past 64 bits go to a wide decimal column, see batches.py) or a non-empty text."""
+    if type(value) is int or (type(value) is str and value):
         return value
     return None
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with NUL characters removed from every string in it, keys included."""
+    if type(value) is str:
+        return value.replace(NUL, "")
+    if type(value) is list:
+        return [without_nul(item) for item in value]
+    if type(value) is dict:
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if type(value) is str:
+        return NUL in value
+    if type(value) is list:
+        return any(_holds_nul(item) for item in value)
+    if type(value) is dict:
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 class RecordGate:
@@ -194,12 +258,16 @@ class RecordGate:
         ledger: ResourceLedger,
         strict: bool = False,
         columns: tuple[Column, ...] | None = None,
+        strip_nul: bool = False,
     ) -> None:
+        """`strip_nul`: the warehouse refuses NUL in text and JSON (PostgreSQL), so they are
+        removed from every value and counted per field; an id holding one is withheld."""
         self.resource, self.ledger, self.strict = resource, ledger, strict
+        self.strip_nul = strip_nul
         self.columns = declared_columns(resource) if columns is None else columns
         key = next((c for c in self.columns if c.is_primary_key), Column(PRIMARY_KEY, "bigint"))
         self._key_path, self._key_type = key.api_path, key.data_type
-        self._key_class = int if key.data_type == "bigint" else str
+        self._key_class = int if key.data_type in ("bigint", "decimal") else str
         # Per column: name, top-level field, field inside it (or None), converter, the Python
         # type that needs no conversion, nullability, type name. Deeper paths use `_lookup`.
         self._plan = [
@@ -208,7 +276,7 @@ class RecordGate:
                 c.api_path[0],
                 c.api_path[1] if len(c.api_path) == 2 else None,
                 c.api_path if len(c.api_path) > 2 else None,
-                CONVERTERS[c.data_type],
+                converter(c),
                 _AS_IS.get(c.data_type),
                 c.nullable,
                 c.data_type,
@@ -240,6 +308,10 @@ class RecordGate:
         if record_id is None:
             kind = "missing" if raw_id in (None, _MISSING) else type(raw_id).__name__
             self._withhold(None, f"field {PRIMARY_KEY!r}: no usable id ({kind})", record)
+            return None
+        if self.strip_nul and type(record_id) is str and NUL in record_id:
+            reason = f"field {PRIMARY_KEY!r}: holds a NUL byte, which the warehouse cannot store"
+            self._withhold(record_id.replace(NUL, "\\0"), reason, record)
             return None
         if type(record_id) is not self._key_class:
             self.ledger.drift(PRIMARY_KEY, f"not {self._key_type} (kept as sent)")
@@ -295,4 +367,9 @@ class RecordGate:
             value = record.get(key)
             if type(value) is dict:
                 row.update({f"{key}__{k}": v for k, v in value.items() if k not in declared})
+        if self.strip_nul:
+            for name, value in row.items():
+                if type(value) is not int and _holds_nul(value):
+                    row[name] = without_nul(value)
+                    self.ledger.drift(name, NUL_REMOVED)
         return row

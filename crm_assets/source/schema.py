@@ -22,7 +22,10 @@ SCHEMA_FILE_ENV = "CRM_SCHEMA_FILE"
 # Set by us after a full sync when the API no longer returns the record; NULL while it is live.
 DELETED_AT = "_deleted_at"
 PRIMARY_KEY = "id"
-DECIMAL_PRECISION, DECIMAL_SCALE = 18, 4
+# A declared decimal's default: room for what CRMs send (16-digit totals in IDR/VND/KRW, six
+# decimals of a converted currency) in the widest type DuckDB and arrow's decimal128 hold.
+DECIMAL_PRECISION, DECIMAL_SCALE = 38, 9
+MAX_DECIMAL_PRECISION = 38
 DATA_TYPES = ("bigint", "double", "decimal", "text", "bool", "timestamp", "date", "json")
 
 
@@ -39,6 +42,14 @@ class Column:
     nullable: bool = True
     description: str = ""
     api_name: str | None = None
+    precision: int | None = None  # decimals only: None is DECIMAL_PRECISION
+    scale: int | None = None  # decimals only: None is DECIMAL_SCALE
+
+    @property
+    def digits(self) -> tuple[int, int]:
+        """(precision, scale) a decimal column keeps."""
+        precision = DECIMAL_PRECISION if self.precision is None else self.precision
+        return precision, DECIMAL_SCALE if self.scale is None else self.scale
 
     @property
     def api_path(self) -> tuple[str, ...]:
@@ -53,14 +64,18 @@ class Column:
         """The column as dlt sees it.
 
         Only the primary key is NOT NULL in the warehouse: a declared non-null field that comes
-        null is counted as drift and the row still loads. The key has no type hint, so the table
-        keeps the ids exactly as the API sends them, integers or strings.
+        null is counted as drift and the row still loads. The key has no type hint unless it is
+        declared decimal (ids past 64 bits), so the table keeps the ids exactly as the API sends
+        them, integers or strings.
         """
         if self.is_primary_key:
-            return {"name": self.name, "nullable": False, "primary_key": True}
-        hint: dict[str, Any] = {"name": self.name, "data_type": self.data_type, "nullable": True}
+            hint = {"name": self.name, "nullable": False, "primary_key": True}
+            if self.data_type == "decimal":
+                hint |= {"data_type": "decimal", "precision": self.digits[0], "scale": 0}
+            return hint
+        hint = {"name": self.name, "data_type": self.data_type, "nullable": True}
         if self.data_type == "decimal":
-            hint |= {"precision": DECIMAL_PRECISION, "scale": DECIMAL_SCALE}
+            hint |= dict(zip(("precision", "scale"), self.digits, strict=True))
         if self.data_type == "timestamp":
             hint["timezone"] = True
         return hint
@@ -89,12 +104,28 @@ def _column(path: Path, table: str, name: str, hints: Any, api_names: dict[str, 
     where = f"{path}: table {table!r}, column {name!r}"
     if not isinstance(hints, dict) or hints.get("data_type") not in DATA_TYPES:
         raise SchemaFileError(f"{where}: data_type must be one of {', '.join(DATA_TYPES)}")
+    precision, scale = hints.get("precision"), hints.get("scale")
+    if precision is not None or scale is not None:
+        precision = DECIMAL_PRECISION if precision is None else precision
+        scale = DECIMAL_SCALE if scale is None else scale
+        if hints["data_type"] != "decimal" or not (
+            type(precision) is int
+            and type(scale) is int
+            and 0 <= scale <= precision <= MAX_DECIMAL_PRECISION
+            and precision > 0
+        ):
+            raise SchemaFileError(
+                f"{where}: precision and scale belong to a decimal, with"
+                f" 0 <= scale <= precision <= {MAX_DECIMAL_PRECISION}"
+            )
     return Column(
         name=name,
         data_type=hints["data_type"],
         nullable=bool(hints.get("nullable", True)),
         description=str(hints.get("description") or ""),
         api_name=api_names.get(name),
+        precision=precision,
+        scale=scale,
     )
 
 

@@ -10,6 +10,7 @@ from requests import HTTPError, RequestException
 
 from crm_assets.source.http import RetryPolicy
 from crm_assets.source.paging import CrmResponseError, path_and_offset
+from crm_assets.sync.redaction import redact, variants
 
 
 class CrmSyncError(Exception):
@@ -84,6 +85,4 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
         )
     if step in ("extract", "normalize"):
         message += " Nothing was loaded: the warehouse is as the last good sync left it."
-    for secret in secrets:
-        message = message.replace(secret, "***")
-    return message
+    return redact(message, {v for secret in secrets for v in variants(secret)})

@@ -2,12 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dlt.destinations.sql_client import SqlClientBase
 
-from crm_assets.source.schema import DELETED_AT
+from crm_assets.source.schema import DELETED_AT, CrmSchema
 from crm_assets.warehouse.resource import ANALYTICS_SCHEMA
 
 ACCOUNT_SUMMARY_TABLE = f"{ANALYTICS_SCHEMA}.account_summary"
+
+# What each output column of account_summary is computed from: (table, column) of the CRM
+# tables. The UI shows it as column lineage, and the schema in force must declare every one.
+ACCOUNT_SUMMARY_LINEAGE: dict[str, tuple[tuple[str, str], ...]] = {
+    "account_id": (("account", "id"),),
+    "account_name": (("account", "name"),),
+    "status": (("account", "status"),),
+    "currency": (("account", "currency"),),
+    "contact_count": (("contact", "account_id"), ("account", "id")),
+    "open_opportunity_count": (
+        ("opportunity", "customer_id"),
+        ("opportunity", "is_closed"),
+        ("account", "id"),
+    ),
+    "open_amount": (
+        ("opportunity", "customer_id"),
+        ("opportunity", "is_closed"),
+        ("opportunity", "amount"),
+        ("opportunity", "currency"),
+        ("account", "currency"),
+    ),
+    "open_opportunities_in_other_currencies": (
+        ("opportunity", "customer_id"),
+        ("opportunity", "is_closed"),
+        ("opportunity", "currency"),
+        ("account", "currency"),
+    ),
+}
+# Columns the SQL computes with, and the declared types it can compute with.
+_NEEDS_TYPE: dict[tuple[str, str], tuple[str, ...]] = {
+    ("opportunity", "is_closed"): ("bool",),
+    ("opportunity", "amount"): ("decimal", "double", "bigint"),
+}
+
+
+def unmet_columns(
+    lineage: Mapping[str, tuple[tuple[str, str], ...]], schema: CrmSchema
+) -> list[str]:
+    """What `schema` lacks of the columns a model reads, e.g. `opportunity.is_closed (missing)`:
+    a model is built only on columns the schema declares, never to fail mid-run."""
+    problems = []
+    wanted = dict.fromkeys(pair for pairs in lineage.values() for pair in pairs)
+    for table, column in wanted:
+        declared = {c.name: c for c in schema.columns(table)}
+        if column not in declared:
+            problems.append(f"{table}.{column} (missing)")
+        elif (types := _NEEDS_TYPE.get((table, column))) and declared[
+            column
+        ].data_type not in types:
+            got = declared[column].data_type
+            problems.append(f"{table}.{column} ({got}, needs {' or '.join(types)})")
+    return problems
+
 
 # Amounts are summed only in the account's own currency: adding EUR to USD would be wrong, so
 # open deals in another currency are counted instead. Rows marked deleted are left out. Links
@@ -41,7 +96,7 @@ select
     a.currency,
     coalesce(c.contact_count, 0) as contact_count,
     coalesce(d.open_opportunity_count, 0) as open_opportunity_count,
-    cast(coalesce(d.open_amount, 0) as decimal(38, 4)) as open_amount,
+    cast(coalesce(d.open_amount, 0) as decimal(38, 9)) as open_amount,
     coalesce(d.open_opportunities_in_other_currencies, 0)
         as open_opportunities_in_other_currencies
 from accounts a

@@ -125,6 +125,11 @@ class WarehouseResource(dg.ConfigurableResource):
         return self.loader_file_format or self._destination().loader_file_format
 
     @property
+    def refuses_nul(self) -> bool:
+        """Whether text sent to this warehouse must lose its NUL characters (PostgreSQL's)."""
+        return self._destination().refuses_nul
+
+    @property
     def is_duckdb(self) -> bool:
         return self.destination == "duckdb"
 

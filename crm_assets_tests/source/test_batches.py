@@ -43,7 +43,7 @@ def test_declared_columns_take_their_declared_arrow_types() -> None:
 
     assert table is not None
     assert table.schema.field("id").type == pa.int64()
-    assert table.schema.field("annual_revenue").type == pa.decimal128(18, 4)
+    assert table.schema.field("annual_revenue").type == pa.decimal128(38, 9)
     assert table.column("annual_revenue").to_pylist() == [Decimal("1234.5")] * 2
     assert table.column("employee_count").to_pylist() == [12, 12]
     assert table.column("created_at").to_pylist()[0] == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -154,3 +154,14 @@ def test_a_load_that_fails_leaves_no_quarantine_rows_and_the_rerun_loses_none(
         name = connection.execute("select name from crm.opportunity where id = 5").fetchone()
     assert quarantined == [("5", "amount")]  # once: the failed run's package left nothing
     assert name == ("Changed deal",)
+
+
+def test_integer_ids_past_64_bits_make_a_whole_decimal_id_column() -> None:
+    big = 18_000_000_000_000_010_003
+    batcher, rows = _gated(_account(big), _account(5))
+
+    table = batcher.table_of([r for r in rows if r], "1.2")
+
+    assert table is not None
+    assert table.schema.field("id").type == pa.decimal128(38, 0)
+    assert table.column("id").to_pylist() == [Decimal(big), Decimal(5)]

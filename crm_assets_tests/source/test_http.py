@@ -2,6 +2,7 @@
 
 import io
 import itertools
+from decimal import Decimal
 
 import dagster as dg
 import pytest
@@ -257,3 +258,24 @@ def test_a_redirect_is_never_followed_and_fails_naming_only_the_host(
     )
     assert statuses_at(sandbox, "lead", 100) == [status]  # asked once, not retried
     assert_key_nowhere(result, caplog)
+
+
+def test_numbers_a_double_cannot_hold_are_parsed_exactly() -> None:
+    body = (
+        b'{"data": [{"id": 18446744073709551615, "wide": 18446744073709551616,'
+        b' "idr": 4512345678901234.56, "rate": 0.25, "fx": 1234.567891}], "total": 1}'
+    )
+    page = _streamed(body)
+    page.headers["content-type"] = "application/json"
+
+    (record,) = parse_json_once(bounded_body(10**6)(page)).json()["data"]
+
+    assert record == {
+        "id": 18446744073709551615,
+        "wide": 18446744073709551616,  # past 64 bits: orjson alone makes it a float
+        "idr": Decimal("4512345678901234.56"),  # 18 digits: a double keeps 17
+        "rate": 0.25,
+        "fx": 1234.567891,  # a double holds it: stays a float, as every other page has it
+    }
+    assert type(record["rate"]) is float
+    assert type(record["fx"]) is float

@@ -1,6 +1,7 @@
 """`crm-assets schema infer`: a schema file derived from what the API sends, for any CRM."""
 
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from crm_assets.source.inference import (
     observed_type,
     suggest_renames,
 )
-from crm_assets.source.schema import SCHEMA_FILE, load_schema
+from crm_assets.source.records import fits
+from crm_assets.source.schema import SCHEMA_FILE, load_schema, parse_schema
 from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, Sync, check_result
 from crm_sandbox.runs import cli_env, venv_script
 
@@ -172,3 +174,55 @@ def test_the_command_without_an_api_names_the_setting(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "CRM_API_BASE_URL" in done.stderr
     assert not (tmp_path / "s.yaml").exists()
+
+
+def _opportunity_sample(**fields: object) -> dict:
+    base = load_schema(SCHEMA_FILE)
+    record = {
+        "id": 7, "name": "deal", "stage": "won", "amount": 10, "currency": "USD",
+        "is_closed": True, "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+    }  # fmt: skip
+    sample = ResourceSample("opportunity", {c.name: c for c in base.columns("opportunity")})
+    sample.add({**record, **fields})
+    return sample.columns()
+
+
+@pytest.mark.parametrize(
+    ("amount", "precision", "scale"),
+    [
+        pytest.param(1234.567891, None, None, id="six-decimals-fit-the-default"),
+        pytest.param(Decimal("4512345678901234.5678901234"), 38, 10, id="more-decimals"),
+        pytest.param(10**30, 38, 7, id="more-digits"),
+    ],
+)
+def test_infer_widens_a_declared_decimal_to_the_money_it_saw(
+    amount: object, precision: int | None, scale: int | None
+) -> None:
+    column = _opportunity_sample(amount=amount)["amount"]
+
+    assert column["data_type"] == "decimal"
+    assert (column.get("precision"), column.get("scale")) == (precision, scale)
+    assert load_schema_text_fits(column, amount)
+
+
+def load_schema_text_fits(hints: dict, value: object) -> bool:
+    """Whether `value` fits the column the inferred hints declare, as the record gate sees it."""
+    parsed = parse_schema(
+        {"tables": {"t": {"columns": {"id": {"data_type": "bigint"}, "v": hints}}}}, Path("t")
+    )
+    return fits(value, parsed.columns("t")[1])
+
+
+def test_infer_declares_ids_and_links_past_64_bits_as_whole_decimals() -> None:
+    big = 18_000_000_000_000_010_003
+
+    columns = _opportunity_sample(id=big, customer_id=big + 1)
+
+    assert columns["id"] | {"description": ""} == {
+        "data_type": "decimal", "nullable": False, "precision": 20, "scale": 0,
+        "primary_key": True, "description": "",
+    }  # fmt: skip
+    assert (columns["customer_id"]["data_type"], columns["customer_id"]["scale"]) == ("decimal", 0)
+    assert observed_type(2**53 + 1) == "bigint"
+    assert observed_type(2**63) == "decimal"

@@ -86,8 +86,9 @@ def test_a_null_object_gives_null_columns_and_undeclared_fields_pass_through() -
         ("double", "1.5e3"),
         ("double", "12345678901234567"),  # more digits than a double keeps
         ("decimal", "n/a"),
-        ("decimal", 1.23456),  # more decimals than the column keeps
-        ("decimal", 10**15),
+        ("decimal", 1.1234567891),  # more decimals than the column keeps
+        ("decimal", 10**29),  # more digits before the point than decimal(38,9) keeps
+        ("decimal", Decimal("1E+30")),
         ("text", 5.5),
         ("text", True),
         ("text", {"a": 1}),
@@ -114,6 +115,11 @@ def test_a_conversion_that_would_lose_something_does_not_fit(data_type: str, val
         ("double", "1.5", 1.5),
         ("decimal", "1234.50", Decimal("1234.50")),
         ("decimal", 3, Decimal(3)),
+        ("decimal", 1234.567891, Decimal("1234.567891")),  # a converted currency's six decimals
+        ("decimal", 4512345678901234, Decimal(4512345678901234)),  # an IDR deal
+        ("decimal", Decimal("4512345678901234.56"), Decimal("4512345678901234.56")),
+        ("bigint", Decimal("12345678901234567"), 12345678901234567),
+        ("text", Decimal("4512345678901234.56"), "4512345678901234.56"),
         ("text", 42, "42"),
         ("bool", "true", True),
         ("bool", False, False),
@@ -341,3 +347,50 @@ def test_an_undeclared_field_that_changes_type_fails_clearly_and_loads_nothing(
     with warehouse.connect() as connection:
         row = connection.execute("select status, region_code from crm.lead where id = 4").fetchone()
     assert row == ("nurturing", 45)
+
+
+def test_integer_ids_of_any_size_are_kept_and_text_ids_too() -> None:
+    ledger = ResourceLedger("account")
+    gate = RecordGate("account", ledger)
+    ids = [2**53 + 1, 2**63 - 1, 18_000_000_000_000_010_003, 2**64 + 5, "7c9e6679-7425-40de-944b"]
+
+    rows = [gate(_account(id=value)) for value in ids]
+
+    assert [row["id"] for row in rows if row] == ids
+    assert (ledger.received, ledger.withheld) == (5, 0)
+
+
+def test_nul_bytes_are_removed_and_counted_per_field_only_where_the_warehouse_refuses_them() -> (
+    None
+):
+    record = _account(
+        id=1,
+        name="Ac\x00me",
+        x_vendor_extra={"no\x00te": ["a\x00", 1]},
+        notes="fine",
+    )
+    ledger = ResourceLedger("account")
+
+    row = RecordGate("account", ledger, strip_nul=True)(record)
+    kept = RecordGate("account", ResourceLedger("account"))(record)
+
+    assert row is not None
+    assert kept is not None
+    assert (row["name"], row["x_vendor_extra"]) == ("Acme", {"note": ["a", 1]})
+    assert row["notes"] == "fine"
+    assert kept["name"] == "Ac\x00me"  # DuckDB keeps them: loaded as sent
+    report = ledger.drift_report(ACCOUNT)
+    assert report["name"] == "NUL bytes removed in 1 of 1"
+    assert report["x_vendor_extra"] == "NUL bytes removed in 1 of 1"
+
+
+def test_a_text_id_holding_a_nul_is_withheld_where_nul_cannot_be_stored() -> None:
+    ledger = ResourceLedger("lead")
+    gate = RecordGate("lead", ledger, strip_nul=True)
+
+    assert gate(_account(id="ab\x00c")) is None
+
+    (rejection,) = ledger.take_rejections()
+    assert "NUL" in rejection.reason
+    assert "\x00" not in str(rejection.record_id)
+    assert ledger.withheld_with_id == 1

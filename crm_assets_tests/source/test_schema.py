@@ -8,7 +8,7 @@ from crm_assets_tests.conftest import SandboxFactory, Sync
 DUCKDB_TYPES = {
     "bigint": "BIGINT",
     "double": "DOUBLE",
-    "decimal": "DECIMAL(18,4)",
+    "decimal": "DECIMAL(38,9)",
     "text": "VARCHAR",
     "bool": "BOOLEAN",
     "timestamp": "TIMESTAMP WITH TIME ZONE",

@@ -105,7 +105,7 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, ar
         expect(page.get_by_text("live_rows", exact=True)).to_be_visible()
         expect(page.get_by_text("warehouse.crm.account", exact=True).first).to_be_visible()
         expect(page.get_by_text("annual_revenue", exact=True)).to_be_visible()
-        expect(page.get_by_text("decimal(18,4)").first).to_be_visible()
+        expect(page.get_by_text("decimal(38,9)").first).to_be_visible()
         expect(page.get_by_text("Company name", exact=True)).to_be_visible()
         body = page.inner_text("body")
         for noise in ("dagster_dlt/", "unserializable", "file_path", "crm/stale:"):

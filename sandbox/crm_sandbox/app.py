@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crm_sandbox.bad_answers import bad_answer
-from crm_sandbox.data import CrmStore, UnknownRecordError
+from crm_sandbox.data import CrmStore, UnknownRecordError, dumps
 from crm_sandbox.faults import FaultPlan
 
 _REDIRECTS = (301, 302, 307, 308)
@@ -109,10 +109,13 @@ def create_app(store: CrmStore, faults: FaultPlan, api_key: str) -> Starlette:
         record_id = request.path_params.get("record_id")
         body: dict[str, Any] = await request.json() if request.method != "DELETE" else {}
         try:
+            # dumps: money past a double's digits (the edge dialect) as exact JSON numbers
             if request.method == "POST" and record_id is None:
-                return JSONResponse(store.insert(resource, body), status_code=201)
+                record = store.insert(resource, body)
+                return Response(dumps(record), status_code=201, media_type="application/json")
             if request.method == "PATCH" and record_id is not None:
-                return JSONResponse(store.update(resource, record_id, body))
+                record = store.update(resource, record_id, body)
+                return Response(dumps(record), media_type="application/json")
             if request.method == "DELETE" and record_id is not None:
                 store.delete(resource, record_id)
                 return Response(status_code=204)

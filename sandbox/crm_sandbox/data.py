@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
@@ -172,14 +173,43 @@ def _price_in_account_currency(
             deal["currency"] = currency[deal["customer_id"]]
 
 
+def _instant(stamp: Any) -> datetime | None:
+    """An ISO 8601 `updated_at` as an aware instant (no zone: UTC), None if it is not one."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _changed_since(record: Record, since: datetime | None) -> bool:
     if since is None:
         return True
+    moment = _instant(record.get("updated_at"))
+    return moment is not None and moment >= since
+
+
+def _newest_first_key(record: Record) -> tuple[str, str]:
+    """Orders by instant, not spelling (the edge dialect mixes zones and forms); a stamp that
+    does not parse sorts by its text, as before."""
     stamp = record.get("updated_at")
-    try:
-        return isinstance(stamp, str) and datetime.fromisoformat(stamp) >= since
-    except ValueError:
-        return False
+    moment = _instant(stamp)
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") if moment else str(stamp)
+    return text, str(record.get("id"))
+
+
+def _json_default(value: Any) -> Any:
+    """orjson has no Decimal: written as a bare JSON number with every digit (edge money)."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(format(value, "f").encode())
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(payload: Any) -> bytes:
+    """JSON bytes as the sandbox sends them: uint64 ints, NULs, and Decimals kept exact."""
+    return orjson.dumps(payload, default=_json_default)
 
 
 class UnknownRecordError(KeyError):
@@ -206,11 +236,16 @@ class CrmStore:
         self._lock = threading.Lock()
         generated = {name: generate_records(name, sizes[name], seed, sizes) for name in sizes}
         _price_in_account_currency(generated["opportunity"], generated["account"], seed)
-        # Keyed by id; records put in raw (maybe without an id) get negative keys.
-        self._records: dict[str, dict[int, Record]] = {
-            name: {r["id"]: self._shape(name, r) for r in generated[name]}
-            for name in SANDBOX_RESOURCES
-        }
+        # Keyed by id; records put in raw (maybe without an id) get negative keys. Each default
+        # record is let go once shaped, so a store never holds both dialects' records at once.
+        self._records: dict[str, dict[int, Record]] = {}
+        for name in SANDBOX_RESOURCES:
+            plain, table = generated.pop(name), {}
+            plain.reverse()  # popped from the end: in id order
+            while plain:
+                record = plain.pop()
+                table[record["id"]] = self._shape(name, record)
+            self._records[name] = table
         self._raw_keys = itertools.count(-1, -1)
         # Filtered / sorted listings, kept until the next write: paging one filter must not
         # rescan every record per page.
@@ -254,7 +289,7 @@ class CrmStore:
         if rows is None:
             rows = [r for r in table.values() if _changed_since(r, updated_since)]
             if newest_first:
-                rows.sort(key=lambda r: (str(r.get("updated_at")), str(r.get("id"))), reverse=True)
+                rows.sort(key=_newest_first_key, reverse=True)
             self._listings[key] = rows
         return rows[offset : offset + limit], len(rows)
 
@@ -272,7 +307,7 @@ class CrmStore:
             records, total = self._page_unlocked(
                 resource, offset, limit, newest_first, updated_since
             )
-            return orjson.dumps({"data": records, "total": total})
+            return dumps({"data": records, "total": total})
 
     def records(self, resource: str) -> list[Record]:
         """Every record of a resource, in id order (a copy: tests compare against it)."""

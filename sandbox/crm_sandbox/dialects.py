@@ -1,9 +1,13 @@
-"""How the sandbox spells its records: its own dialect, or a foreign CRM's for tests.
+"""How the sandbox spells its records: its own dialect, a foreign CRM's, or edge cases, for tests.
 
 The `foreign` dialect is a CRM our declared schema was not written for, HubSpot-like: ids, links
 and numbers as strings, booleans as "true"/"false", creation times as epoch seconds, statuses
 sometimes null, no opportunity `stage` at all, an extra nested `metadata` object, and the owner
 under a vendor prefix (`hs_owner_id`).
+
+The `edge` dialect (crm_sandbox.edge) keeps our field names but sends what real vendor payloads
+carry: uint64 / past-2^53 / UUID ids, NULs, emoji and right-to-left names, kB-sized notes, every
+ISO 8601 timestamp spelling, money beyond a float's digits, empty-string enums, odd nested keys.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from crm_sandbox.edge import to_edge
+
 Record = dict[str, Any]
-DIALECTS = ("default", "foreign")
+DIALECTS = ("default", "foreign", "edge")
 
 _LINKS = ("account_id", "customer_id", "contact_id", "parent_account_id")
 _MONEY = ("annual_revenue", "amount")
@@ -58,4 +64,8 @@ def _as_is(resource: str, record: Record) -> Record:
     return record
 
 
-SHAPES: dict[str, Callable[[str, Record], Record]] = {"default": _as_is, "foreign": to_foreign}
+SHAPES: dict[str, Callable[[str, Record], Record]] = {
+    "default": _as_is,
+    "foreign": to_foreign,
+    "edge": to_edge,
+}

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         "--dialect",
         choices=DIALECTS,
         default="default",
-        help="foreign: a CRM our schema was not written for (string ids and numbers, ...)",
+        help="foreign: a CRM our schema was not written for (string ids and numbers, ...);"
+        " edge: what real vendor payloads carry (uint64 and UUID ids, NULs, mixed timestamps, ...)",
     )
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")

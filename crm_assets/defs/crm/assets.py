@@ -5,6 +5,7 @@ so the sync step can report the checks only it can judge: reconciliation, deleti
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -33,6 +34,7 @@ from crm_assets.warehouse.resource import (
 )
 from crm_assets.warehouse.tables import (
     drop_unfinished,
+    existing_tables,
     landed_ids,
     mark_deleted,
     newest,
@@ -74,9 +76,18 @@ def _api_totals(crm_api: CrmApiResource, tables: list[str]) -> dict[str, int | N
     return totals
 
 
+@dataclass
+class _Read:
+    """A table's last read in this sync: dagster-dlt's result, its load, why it was re-read."""
+
+    result: dg.MaterializeResult
+    load_id: str | None
+    rereads: list[str] = field(default_factory=list)
+
+
 def _finish_sync(
     context: dg.AssetExecutionContext,
-    results: list[dg.MaterializeResult],
+    reads: dict[str, _Read],
     pipeline: dlt.Pipeline,
     ledger: SyncLedger,
     api_totals: dict[str, int | None] | None,
@@ -88,27 +99,29 @@ def _finish_sync(
     `api_totals` (unfiltered) marks an incremental sync: it saw only changed records, so it
     marks no deletions and reconciles the table's live rows with the API's total instead.
     """
-    tables = [r.asset_key.path[-1] for r in results if r.asset_key]
-    load_id = _last_load_id(pipeline)
     now = datetime.now(UTC)
     with pipeline.sql_client() as client:
-        if dropped := drop_unfinished(client, QUARANTINE_TABLE, tables):
+        if dropped := drop_unfinished(client, QUARANTINE_TABLE, list(reads)):
             context.log.info(f"removed {dropped} quarantine rows of a load that did not finish")
-        for result, table in zip(results, tables, strict=True):
+        for table, read in reads.items():
             seen = ledger[table]
-            reconciliation = seen.reconcile(landed_ids(client, table, load_id))
+            reconciliation = seen.reconcile(landed_ids(client, table, read.load_id))
             # Absent ids mean deleted only when the sync provably saw everything the API has.
-            if reconciliation.passed and api_totals is None and load_id is not None:
-                marks = DeletionMarks(*mark_deleted(client, table, load_id, now))
+            if reconciliation.passed and api_totals is None and read.load_id is not None:
+                marks = DeletionMarks(*mark_deleted(client, table, read.load_id, now))
             else:
                 marks = DeletionMarks(None, None)
             rows, live = row_counts(client, table)
             if api_totals is not None:
                 reconciliation = reconciliation.after_incremental(live, api_totals.get(table))
+            if read.rereads:
+                reconciliation = reconciliation.after_rereads(read.rereads)
             metadata = {
                 # dagster-dlt's own entries (load-job JSON with local paths, timestamps, the
                 # destination's class) say nothing a user acts on: only its row count stays.
-                "rows_loaded": (result.metadata or {}).get("rows_loaded", dg.MetadataValue.int(0)),
+                "rows_loaded": (read.result.metadata or {}).get(
+                    "rows_loaded", dg.MetadataValue.int(0)
+                ),
                 "dagster/row_count": dg.MetadataValue.int(rows),
                 "live_rows": dg.MetadataValue.int(live),
                 "records_received": dg.MetadataValue.int(seen.received),
@@ -117,16 +130,44 @@ def _finish_sync(
                 "records_without_id": dg.MetadataValue.int(seen.without_id),
                 "api_total": reconciliation.api_total,
                 "sync_mode": reconciliation.mode,
+                "rereads": dg.MetadataValue.int(len(read.rereads)),
                 "newly_marked_deleted": marks.newly,
-                "dlt_load_id": dg.MetadataValue.text(load_id or "none: nothing loaded"),
+                "dlt_load_id": dg.MetadataValue.text(read.load_id or "none: nothing loaded"),
                 "dagster/table_name": dg.MetadataValue.text(table_name(table)),
                 "dagster/column_schema": column_schema(
                     table, pipeline.default_schema.get_table_columns(table)
                 ),
             }
-            yield result._replace(metadata=metadata)
+            if read.rereads:
+                metadata["reread_because"] = dg.MetadataValue.text("; ".join(read.rereads))
+            yield read.result._replace(metadata=metadata)
             yield from sync_check_results(
                 seen, reconciliation, marks, set(context.selected_asset_check_keys)
+            )
+
+
+def _shifted(
+    pipeline: dlt.Pipeline, ledger: SyncLedger, reads: dict[str, _Read], tables: list[str]
+) -> dict[str, str]:
+    """The tables of this read whose API list moved under it, and why (see `shifted`)."""
+    with pipeline.sql_client() as client:
+        return {
+            table: reason
+            for table in tables
+            if (reason := ledger[table].shifted(landed_ids(client, table, reads[table].load_id)))
+        }
+
+
+def _forget_quarantine(pipeline: dlt.Pipeline, table: str, load_id: str | None) -> None:
+    """Drops what a read that is about to be repeated set aside: the re-read sets it aside
+    again, and `_quarantine` keeps each rejection once per sync."""
+    with pipeline.sql_client() as client:
+        if load_id and QUARANTINE_TABLE in existing_tables(client, [QUARANTINE_TABLE]):
+            client.execute_sql(
+                f"delete from {client.make_qualified_table_name(QUARANTINE_TABLE)}"
+                " where resource = %s and _dlt_load_id = %s",
+                table,
+                load_id,
             )
 
 
@@ -139,8 +180,9 @@ def _sync(
     warehouse: WarehouseResource,
     translator: CrmTranslator,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """One sync through `pipeline`: read the API through dlt into the warehouse, then marks,
-    metadata, checks."""
+    """One sync through `pipeline`: read the API through dlt into the warehouse, again for a
+    resource whose list moved under the read (up to `max_rereads`), then marks, metadata,
+    checks."""
     ledger = SyncLedger()
     selected = [n for n in crm_resource_names() if asset_key(n) in context.selected_asset_keys]
     incremental = config.mode != "full" and crm_api.is_incremental
@@ -156,29 +198,41 @@ def _sync(
             f"{n} {v.isoformat() if v else 'from the start'}" for n, v in since.items()
         )
         context.log.info(f"incremental sync, {crm_api.cursor_field} at or after: {resume}")
-    with (
-        crm_api.sync_source(ledger, since, selected) as source,
-        ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
-    ):
-        results = list(
-            dlt.run(
-                context=context,
-                dlt_source=source,
-                dlt_pipeline=pipeline,
-                dagster_dlt_translator=translator,
-                loader_file_format=warehouse.file_format,
+    reads: dict[str, _Read] = {}
+    names = selected
+    for attempt in range(crm_api.max_rereads + 1):
+        with (
+            crm_api.sync_source(ledger, since, names, warehouse.refuses_nul) as source,
+            ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
+        ):
+            results = list(
+                dlt.run(
+                    context=context,
+                    dlt_source=source.with_resources(*names) if attempt else source,
+                    dlt_pipeline=pipeline,
+                    dagster_dlt_translator=translator,
+                    loader_file_format=warehouse.file_format,
+                )
             )
-        )
-    tables = [r.asset_key.path[-1] for r in results if r.asset_key]
-    totals = _api_totals(crm_api, tables) if incremental else None
-    yield from _finish_sync(
-        context,
-        results,  # type: ignore[arg-type]
-        pipeline,
-        ledger,
-        totals,
-        warehouse.table_name,
-    )
+        load_id = _last_load_id(pipeline)
+        tables = [r.asset_key.path[-1] for r in results if r.asset_key]
+        for table, result in zip(tables, results, strict=True):
+            earlier = reads[table].rereads if table in reads else []
+            reads[table] = _Read(result, load_id, earlier)  # type: ignore[arg-type]
+        shifted = _shifted(pipeline, ledger, reads, tables) if attempt < crm_api.max_rereads else {}
+        for table, reason in shifted.items():
+            context.log.warning(
+                f"reading crm/{table} again ({attempt + 1} of {crm_api.max_rereads}): {reason};"
+                " offset paging skips or repeats records when the list changes mid-read"
+            )
+            reads[table].rereads.append(reason)
+            _forget_quarantine(pipeline, table, load_id)
+            ledger.reset(table)
+        if not shifted:
+            break
+        names = list(shifted)
+    totals = _api_totals(crm_api, list(reads)) if incremental else None
+    yield from _finish_sync(context, reads, pipeline, ledger, totals, warehouse.table_name)
 
 
 def build_crm_assets(

@@ -35,8 +35,10 @@ def sync_check_specs(resources: list[str]) -> list[dg.AssetCheckSpec]:
                 asset=key,
                 description=(
                     "A row landed for every record the API's total reports (values set aside"
-                    " still count; a record withheld whole does not)."
+                    " still count; a record withheld whole does not). Blocking: a table short"
+                    " of the API fails the run, and nothing downstream builds on it."
                 ),
+                blocking=True,
             ),
             dg.AssetCheckSpec(
                 GONE_UPSTREAM,
@@ -153,6 +155,15 @@ def _columns_check(resource: str, stored: dict[str, Any]) -> dg.AssetCheckResult
         elif actual.get("data_type") != column.data_type:
             problems.append(
                 f"{column.name}: {actual.get('data_type')}, declared {column.data_type}"
+            )
+        elif (
+            column.data_type == "decimal"
+            and (kept := (actual.get("precision"), actual.get("scale"))) != column.digits
+        ):
+            # dlt never alters a column's type: a table made with narrower decimals keeps them
+            problems.append(
+                f"{column.name}: decimal{kept}, declared decimal{column.digits}; alter the"
+                " column to the declared type"
             )
     return dg.AssetCheckResult(
         asset_key=asset_key(resource),

@@ -37,6 +37,14 @@ class CrmApiResource(dg.ConfigurableResource):
     max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt")
     backoff_factor: float = Field(default=2.0, ge=0, description="Waits factor * 2**(n-1) s")
     max_retry_delay_s: float = Field(default=60.0, gt=0, description="Cap on any wait")
+    max_rereads: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "Times a sync reads a resource again when the API's list moved under it (its total"
+            " fell, an id came twice, records went missing) before it fails; CRM_MAX_REREADS"
+        ),
+    )
     schema_enforcement: Literal["keep_rows", "strict"] = Field(
         default="keep_rows",
         description=(
@@ -102,12 +110,14 @@ class CrmApiResource(dg.ConfigurableResource):
         ledger: SyncLedger | None = None,
         since: Mapping[str, datetime | None] | None = None,
         selected: Collection[str] = (),
+        strip_nul: bool = False,
     ) -> Iterator[DltSource]:
         """A fresh dlt source for one sync, with its session, rate limit and page prefetcher.
 
         Built per run, never shared; the prefetcher's threads end when the block does. With
         `since` (per resource) and `incremental_param` set, only changed records are asked for;
-        the first pages of the `selected` resources are asked for at once.
+        the first pages of the `selected` resources are asked for at once; `strip_nul` for a
+        warehouse that refuses NUL characters (PostgreSQL).
         """
         limiter = (
             RateLimiter(self.rate_limit_per_s, self.rate_limit_burst)
@@ -132,6 +142,7 @@ class CrmApiResource(dg.ConfigurableResource):
             page_size=self.page_size,
             ledger=ledger if ledger is not None else SyncLedger(),
             strict=self.schema_enforcement == "strict",
+            strip_nul=strip_nul,
             prefetcher=prefetcher,
             max_records=self.max_records_per_resource,
             incremental=(

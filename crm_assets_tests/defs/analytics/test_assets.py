@@ -74,7 +74,7 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
         "account_summary", "analytics"
     )
     types = {c.name: c.type for c in metadata["dagster/column_schema"].schema.columns}
-    assert types["open_amount"] == "decimal(38,4)"
+    assert types["open_amount"] == "decimal(38,9)"
     (check,) = [e for e in last.get_asset_check_evaluations() if e.asset_key == ACCOUNT_SUMMARY]
     assert check.passed, check.description
 

@@ -61,7 +61,7 @@ def test_materializations_carry_rows_schema_and_table(
     assert not {"jobs", "first_run", "destination_type", "started_at"} & set(account)
     columns = {c.name: c.type for c in account["dagster/column_schema"].schema.columns}
     assert columns["id"] == "bigint"
-    assert columns["annual_revenue"] == "decimal(18,4)"
+    assert columns["annual_revenue"] == "decimal(38,9)"
     assert {"name", "status", "updated_at", "address__city"} <= set(columns)
 
 

@@ -40,24 +40,26 @@ def test_every_check_passes_on_a_clean_sync(
 
 
 @on_each_destination
-def test_a_skipped_page_fails_reconciliation_and_marks_nothing_deleted(
+def test_a_page_skipped_on_every_read_fails_the_run_and_marks_nothing_deleted(
     make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
 ) -> None:
     sandbox = make_sandbox(350)
     assert sync(sandbox).success
     # Offset 200 answers records 300-349, as if 200-249 had never been there: a short page, so
-    # paging goes on at 250 and 200-249 never arrive, silently.
-    sandbox.faults.skip_page("contact", 200)
+    # paging goes on at 250 and 200-249 never arrive, silently; on the read and both re-reads.
+    for _ in range(3):
+        sandbox.faults.skip_page("contact", 200)
 
     result = sync(sandbox)
 
-    assert result.success  # the load itself worked; the check is what notices
+    assert not result.success  # the blocking check fails the run
     reconciled = check_result(result, "contact", "reconciled_with_api")
     assert not reconciled.passed
     assert reconciled.severity == dg.AssetCheckSeverity.ERROR
     assert reconciled.description == (
         "300 distinct ids landed but the API total is 350; received 350 records; 50 ids arrived"
-        " twice: records shifted between pages"
+        " twice: records shifted between pages; read 3 times (50 ids arrived twice; then 50 ids"
+        " arrived twice)"
     )
     assert check_result(result, "account", "reconciled_with_api").passed
     gone = check_result(result, "contact", "gone_upstream")
