@@ -23,11 +23,10 @@ from crm_assets.source.contract import crm_resource_names
 from crm_assets.sync.redaction import variants
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY
-from crm_assets_tests.sync.crash import differences, run_job
+from crm_assets_tests.sync.crash import SET_ASIDE, UNFIT_RECORD, differences, run_job
 from crm_assets_tests.sync.crash_child import PHASES
 from crm_sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
 
-ID_LESS = ("opportunity", None, None)  # a record without id, quarantined by every sync
 PAGE = 100
 
 
@@ -78,7 +77,7 @@ def soak(runs: int, seed: int, records: int) -> int:
     rng = random.Random(seed)
     os.environ["CRM_CHILD_DEBUG_LOGS"] = "1"  # urllib3's request lines would carry the key
     store = CrmStore(records, seed=seed)
-    store.put_raw("opportunity", {"name": "no id", "amount": 10})
+    store.put_raw("opportunity", UNFIT_RECORD)
     faults = FaultPlan(FaultSettings(retry_after_s=0, seed=seed))
     exact = leaked = 0
     with tempfile.TemporaryDirectory() as tmp, SandboxServer(store, faults, TEST_KEY) as sandbox:
@@ -99,7 +98,7 @@ def soak(runs: int, seed: int, records: int) -> int:
             done = run_job(sandbox, warehouse)
             output += done.stdout + done.stderr
             problems = [f"the run failed: {done.stderr.strip()[-300:]}"] if done.returncode else []
-            problems += differences(sandbox, warehouse, [ID_LESS])
+            problems += differences(sandbox, warehouse, [SET_ASIDE])
             found = leaks(output, Path(tmp))
             exact += not problems
             leaked += bool(found)

@@ -11,8 +11,12 @@ import yaml
 from crm_assets.definitions import defs
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
-from crm_assets.source.schema import SCHEMA_FILE, declared_columns
-from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
+from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.http import RetryPolicy, build_session
+from crm_assets.source.inference import infer_schema
+from crm_assets.source.schema import SCHEMA_FILE, declared_columns, load_schema
+from crm_assets.warehouse.models import ACCOUNT_SUMMARY_LINEAGE, unmet_columns
+from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, sandbox_cli_env
 from crm_sandbox import dialects
 from crm_sandbox.runs import dagster_command, venv_script
 
@@ -115,3 +119,31 @@ def test_a_crm_with_other_fields_runs_the_job_green_after_schema_infer(
     assert "account_summary: Not built" in done.stderr
     assert "opportunity.is_closed (missing)" in done.stderr
     assert "Binder Error" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("dialect", ["foreign", "edge"])
+def test_a_schema_inferred_from_another_crm_keeps_the_model_when_it_has_the_columns(
+    make_sandbox: SandboxFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dialect: str,
+) -> None:
+    sandbox = make_sandbox(120, dialect=dialect)
+    inferred = infer_schema(
+        build_session(10.0, RetryPolicy()),
+        sandbox.base_url,
+        TEST_KEY,
+        crm_resource_names(),
+        load_schema(SCHEMA_FILE),
+        max_pages=None,
+    )
+    schema = tmp_path / "crm.schema.yaml"
+    schema.write_text(inferred.text)
+    monkeypatch.setenv("CRM_SCHEMA_FILE", str(schema))
+
+    loaded = defs()
+
+    model = loaded.resolve_asset_graph().get(ACCOUNT_SUMMARY)
+    assert model.is_materializable, model.description
+    assert unmet_columns(ACCOUNT_SUMMARY_LINEAGE, load_schema(schema)) == []
+    assert ACCOUNT_SUMMARY in _job_assets(loaded)

@@ -13,9 +13,18 @@ def test_the_model_rebuilds_after_a_parent_syncs_and_only_then() -> None:
     assets = defs()
     instance = dg.DagsterInstance.ephemeral()
 
-    def synced(*names: str) -> None:
+    def synced(*names: str, reconciled: bool = True) -> None:
         for name in names:
             instance.report_runless_asset_event(dg.AssetMaterialization(asset_key(name)))
+            instance.report_runless_asset_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=asset_key(name),
+                    check_name="reconciled_with_api",
+                    passed=reconciled,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    blocking=True,
+                )
+            )
 
     def tick(cursor: AssetDaemonCursor | None) -> tuple[int, AssetDaemonCursor]:
         result = dg.evaluate_automation_conditions(assets, instance, cursor=cursor)
@@ -29,6 +38,9 @@ def test_the_model_rebuilds_after_a_parent_syncs_and_only_then() -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization(ACCOUNT_SUMMARY))
     assert tick(cursor)[0] == 0
     synced("lead")  # not read by the model
+    requested, cursor = tick(cursor)
+    assert requested == 0
+    synced("opportunity", reconciled=False)  # a table short of the API: nothing built on it
     requested, cursor = tick(cursor)
     assert requested == 0
     synced("opportunity")
