@@ -16,11 +16,15 @@ from dagster_dlt import DagsterDltResource
 from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import build_table_checks
+from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.http import RetryPolicy, build_session
+from crm_assets.source.inference import infer_schema
+from crm_assets.source.schema import SCHEMA_FILE, load_schema
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_sandbox import CrmStore, FaultPlan, FaultSettings, SandboxServer
-from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
+from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home, venv_script
 
 TEST_KEY = "test-key-7f3a9c51e2"
 REPO = Path(__file__).resolve().parents[1]
@@ -228,3 +232,33 @@ def sync_all(
 ) -> Sync:
     """Like `sync`, with the table checks and the models on top, as the job runs them."""
     return _materializer([crm_assets_def, table_checks, build_account_summary_asset()], warehouse)
+
+
+def inferred_schema(sandbox: SandboxServer, path: Path) -> Path:
+    """`schema infer --all` against `sandbox`, in-process, written to `path`."""
+    inferred = infer_schema(
+        build_session(10.0, RetryPolicy()),
+        sandbox.base_url,
+        TEST_KEY,
+        crm_resource_names(),
+        load_schema(SCHEMA_FILE),
+        max_pages=None,
+    )
+    path.write_text(inferred.text)
+    return path
+
+
+def cli_infer_then_run_job(env: dict[str, str], schema: Path) -> CompletedProcess[str]:
+    """As the README's "Pointing at a real CRM": `crm-assets schema infer --all` into `schema`,
+    then `dagster job execute -j crm_sync_job` with it in force; the job's run, output captured."""
+    infer = [venv_script("crm-assets"), "schema", "infer", "--all", "--output", str(schema)]
+    inferred = subprocess.run(infer, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    return subprocess.run(
+        dagster_command("job", "execute", "-j", CRM_SYNC_JOB),
+        cwd=REPO,
+        env=env | {"CRM_SCHEMA_FILE": str(schema)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -86,3 +86,14 @@ def assert_same_records(expected: list[dict[str, Any]], actual: list[dict[str, A
                 assert got.get(field) in (None, []), (want["id"], field)
             else:
                 assert got.get(field) == value, (want["id"], field)
+
+
+def account_summary_rows(warehouse: WarehouseResource) -> dict[Any, tuple[Any, ...]]:
+    """`analytics.account_summary` by account id: name, contacts, open deals, open amount,
+    open deals in other currencies."""
+    query = (
+        "select account_id, account_name, contact_count, open_opportunity_count, open_amount,"
+        " open_opportunities_in_other_currencies from analytics.account_summary"
+    )
+    with warehouse.sql_client() as client:
+        return {row[0]: tuple(row[1:]) for row in client.execute_sql(query)}

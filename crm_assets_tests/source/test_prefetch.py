@@ -159,6 +159,18 @@ def _answer_once_the_pool_is_shut(
     monkeypatch.setattr(pool, "shutdown", shutdown_then_answer)
 
 
+@pytest.fixture
+def held(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> tuple[_HeldPages, PagePrefetcher]:
+    """A prefetcher whose pages answer only when let go, and once its pool is shut."""
+    caplog.set_level(logging.DEBUG)
+    sender = _HeldPages()
+    prefetcher = PagePrefetcher(sender, max_concurrent=2)
+    _answer_once_the_pool_is_shut(prefetcher, sender, monkeypatch)
+    return sender, prefetcher
+
+
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         f"{r.name}: {r.getMessage()}"
@@ -177,13 +189,10 @@ def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[threading.ExceptHookA
 
 def test_a_first_page_answering_after_close_plans_nothing_and_logs_nothing(
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    held: tuple[_HeldPages, PagePrefetcher],
     thread_errors: list[threading.ExceptHookArgs],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    sender = _HeldPages()
-    prefetcher = PagePrefetcher(sender, max_concurrent=2)
-    _answer_once_the_pool_is_shut(prefetcher, sender, monkeypatch)
+    sender, prefetcher = held
     prefetcher.warm(_request(URL))  # its answer would plan the rest, from the worker thread
     assert sender.asked.wait(10)
 
@@ -198,13 +207,10 @@ def test_a_first_page_answering_after_close_plans_nothing_and_logs_nothing(
 
 def test_the_paginator_asking_after_close_sends_by_itself_and_schedules_nothing(
     caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    held: tuple[_HeldPages, PagePrefetcher],
     thread_errors: list[threading.ExceptHookArgs],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    sender = _HeldPages()
-    prefetcher = PagePrefetcher(sender, max_concurrent=2)
-    _answer_once_the_pool_is_shut(prefetcher, sender, monkeypatch)
+    sender, prefetcher = held
     sender.answer.set()
     prefetcher.send(_request(URL))  # dlt's first page, sent by itself
     sender.answer.clear()

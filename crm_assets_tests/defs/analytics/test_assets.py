@@ -8,6 +8,7 @@ from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
 from crm_assets.warehouse.models import account_summary_coverage
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync, on_each_destination
+from crm_assets_tests.warehouse_rows import account_summary_rows
 from crm_sandbox import CrmStore
 
 
@@ -32,15 +33,6 @@ def expected_summary(store: CrmStore) -> dict[int, tuple]:
     }
 
 
-def _model(warehouse: WarehouseResource) -> dict[int, tuple]:
-    query = (
-        "select account_id, account_name, contact_count, open_opportunity_count, open_amount,"
-        " open_opportunities_in_other_currencies from analytics.account_summary"
-    )
-    with warehouse.sql_client() as client:
-        return {row[0]: tuple(row[1:]) for row in client.execute_sql(query)}
-
-
 @on_each_destination
 def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     make_sandbox: SandboxFactory, sync_all: Sync, warehouse: WarehouseResource
@@ -51,7 +43,7 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
 
     assert first.success
     expected = expected_summary(sandbox.store)
-    assert _model(warehouse) == expected
+    assert account_summary_rows(warehouse) == expected
     assert sum(row[4] for row in expected.values()) > 0  # some deals in another currency
     assert sum(row[2] for row in expected.values()) > 0
 
@@ -62,7 +54,7 @@ def test_account_summary_matches_the_crm_and_leaves_out_deleted_rows(
     sandbox.store.delete("opportunity", deal["id"])
 
     assert sync_all(sandbox).success
-    assert _model(warehouse) == expected_summary(sandbox.store)
+    assert account_summary_rows(warehouse) == expected_summary(sandbox.store)
     last = sync_all(sandbox)
     (summary,) = [
         e for e in last.get_asset_materialization_events() if e.asset_key == ACCOUNT_SUMMARY

@@ -1,7 +1,6 @@
 """Models say which CRM columns they read; a schema that lacks them leaves the model out of
 the location and the job, saying which columns, instead of failing runs mid-way."""
 
-import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -11,14 +10,15 @@ import yaml
 from crm_assets.definitions import defs
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
-from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.http import RetryPolicy, build_session
-from crm_assets.source.inference import infer_schema
 from crm_assets.source.schema import SCHEMA_FILE, declared_columns, load_schema
 from crm_assets.warehouse.models import ACCOUNT_SUMMARY_LINEAGE, unmet_columns
-from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, sandbox_cli_env
+from crm_assets_tests.conftest import (
+    SandboxFactory,
+    cli_infer_then_run_job,
+    inferred_schema,
+    sandbox_cli_env,
+)
 from crm_sandbox import dialects
-from crm_sandbox.runs import dagster_command, venv_script
 
 # What the CRM of the report lacks (the sandbox's fields the model reads among them).
 ABSENT = ("currency", "is_closed", "account_id", "stage")
@@ -102,18 +102,8 @@ def test_a_crm_with_other_fields_runs_the_job_green_after_schema_infer(
     monkeypatch.setitem(dialects.SHAPES, "lacking", lacking)
     sandbox = make_sandbox(120, dialect="lacking")
     env = sandbox_cli_env(tmp_path, sandbox)
-    schema = tmp_path / "crm.schema.yaml"
-    inferred = subprocess.run(
-        [venv_script("crm-assets"), "schema", "infer", "--all", "--output", str(schema)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert inferred.returncode == 0, inferred.stderr[-2000:]
 
-    done = subprocess.run(
-        dagster_command("job", "execute", "-j", CRM_SYNC_JOB),
-        cwd=REPO, env=env | {"CRM_SCHEMA_FILE": str(schema)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = cli_infer_then_run_job(env, tmp_path / "crm.schema.yaml")
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "account_summary: Not built" in done.stderr
@@ -129,16 +119,7 @@ def test_a_schema_inferred_from_another_crm_keeps_the_model_when_it_has_the_colu
     dialect: str,
 ) -> None:
     sandbox = make_sandbox(120, dialect=dialect)
-    inferred = infer_schema(
-        build_session(10.0, RetryPolicy()),
-        sandbox.base_url,
-        TEST_KEY,
-        crm_resource_names(),
-        load_schema(SCHEMA_FILE),
-        max_pages=None,
-    )
-    schema = tmp_path / "crm.schema.yaml"
-    schema.write_text(inferred.text)
+    schema = inferred_schema(sandbox, tmp_path / "crm.schema.yaml")
     monkeypatch.setenv("CRM_SCHEMA_FILE", str(schema))
 
     loaded = defs()

@@ -5,7 +5,6 @@ and every value equals the API's or, when it truly cannot be stored, is in `_qua
 counted by `no_schema_drift`."""
 
 import json
-import subprocess
 from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -15,32 +14,27 @@ from typing import Any
 import pytest
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.http import RetryPolicy, build_session
-from crm_assets.source.inference import infer_schema
 from crm_assets.source.schema import (
     DELETED_AT,
-    SCHEMA_FILE,
     Column,
     crm_schema,
     declared_columns,
-    load_schema,
 )
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import (
-    REPO,
-    TEST_KEY,
     SandboxFactory,
     Sync,
     check_result,
+    cli_infer_then_run_job,
+    inferred_schema,
     on_each_destination,
     sandbox_cli_env,
     warehouse_env,
 )
 from crm_assets_tests.defs.analytics.test_assets import expected_summary
+from crm_assets_tests.warehouse_rows import account_summary_rows
 from crm_sandbox import CrmStore, SandboxServer
-from crm_sandbox.runs import dagster_command
 
 SIZES = {"account": 160, "contact": 200, "lead": 150, "opportunity": 220}
 NUL = "\x00"
@@ -206,16 +200,7 @@ def test_with_a_schema_inferred_from_it_every_edge_value_lands_exact(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sandbox = make_sandbox(SIZES, dialect="edge")
-    schema = tmp_path / "crm.schema.yaml"
-    inferred = infer_schema(
-        build_session(10.0, RetryPolicy()),
-        sandbox.base_url,
-        TEST_KEY,
-        crm_resource_names(),
-        load_schema(SCHEMA_FILE),
-        max_pages=None,
-    )
-    schema.write_text(inferred.text)
+    schema = inferred_schema(sandbox, tmp_path / "crm.schema.yaml")
     monkeypatch.setenv("CRM_SCHEMA_FILE", str(schema))
     strip_nul = warehouse.destination == "postgres"
 
@@ -227,7 +212,7 @@ def test_with_a_schema_inferred_from_it_every_edge_value_lands_exact(
     ids = {c.name: c for c in declared_columns("account")}
     assert (ids["id"].data_type, ids["id"].digits) == ("decimal", (20, 0))
     plain = CrmStore(SIZES)
-    summary = _summary(warehouse)
+    summary = account_summary_rows(warehouse)
     want = expected_summary(sandbox.store)
     if strip_nul:
         want = {k: (v[0].replace(NUL, ""), *v[1:]) for k, v in want.items()}
@@ -235,33 +220,13 @@ def test_with_a_schema_inferred_from_it_every_edge_value_lands_exact(
     assert len(summary) == len(plain.records("account"))
 
 
-def _summary(warehouse: WarehouseResource) -> dict[Any, tuple]:
-    query = (
-        "select account_id, account_name, contact_count, open_opportunity_count, open_amount,"
-        " open_opportunities_in_other_currencies from analytics.account_summary"
-    )
-    with warehouse.sql_client() as client:
-        return {row[0]: tuple(row[1:]) for row in client.execute_sql(query)}
-
-
 def test_schema_infer_then_the_main_job_runs_green_on_the_edge_crm(
     make_sandbox: SandboxFactory, tmp_path: Path, warehouse: WarehouseResource
 ) -> None:
     sandbox = make_sandbox(SIZES, dialect="edge")
     env = sandbox_cli_env(tmp_path, sandbox) | warehouse_env(warehouse)
-    schema = tmp_path / "crm.schema.yaml"
-    infer = [str(Path(dagster_command()[0]).parent / "crm-assets"), "schema", "infer", "--all"]
-    inferred = subprocess.run(
-        [*infer, "--output", str(schema)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert inferred.returncode == 0, inferred.stderr[-2000:]
 
-    done = subprocess.run(
-        dagster_command("job", "execute", "-j", CRM_SYNC_JOB),
-        cwd=REPO, env=env | {"CRM_SCHEMA_FILE": str(schema)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = cli_infer_then_run_job(env, tmp_path / "crm.schema.yaml")
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Not built" not in done.stderr  # the edge CRM has what the model reads
