@@ -27,6 +27,15 @@ def _env_or(name: str, default: str | None) -> dg.EnvVar | str | None:
     return dg.EnvVar(name) if name in os.environ else default
 
 
+def _duckdb_memory() -> dict[str, str]:
+    """DuckDB's memory settings for loads that the environment sets (else the resource's)."""
+    names = {
+        "duckdb_memory_limit": "CRM_DUCKDB_MEMORY_LIMIT",
+        "duckdb_max_memory_limit": "CRM_DUCKDB_MAX_MEMORY_LIMIT",
+    }
+    return {field: os.environ[env] for field, env in names.items() if os.environ.get(env)}
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = OrchestrationSettings.from_env(os.environ)
@@ -63,6 +72,7 @@ def defs() -> dg.Definitions:
                 destination=named.destination,
                 dataset_name=named.dataset_name,
                 duckdb_path=_env_or("CRM_DUCKDB_PATH", DEFAULT_DUCKDB_PATH),
+                **_duckdb_memory(),
                 postgres_url=_env_or("CRM_POSTGRES_URL", None),
             ),
         },

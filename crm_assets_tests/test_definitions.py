@@ -154,6 +154,20 @@ def test_secrets_come_from_env_vars_by_name(monkeypatch: pytest.MonkeyPatch) -> 
     assert resources["warehouse"].duckdb_path == "data/warehouse.duckdb"
 
 
+def test_load_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_DUCKDB_MEMORY_LIMIT", "170MB")
+    monkeypatch.setenv("CRM_DUCKDB_MAX_MEMORY_LIMIT", "2GB")
+    monkeypatch.setenv("CRM_MAX_REREADS", "5")
+
+    resources = defs().resources or {}
+
+    warehouse = resources["warehouse"]
+    assert (warehouse.duckdb_memory_limit, warehouse.duckdb_max_memory_limit) == ("170MB", "2GB")
+    assert resources["crm_api"].max_rereads == 5
+    monkeypatch.delenv("CRM_DUCKDB_MEMORY_LIMIT")
+    assert (defs().resources or {})["warehouse"].duckdb_memory_limit == "40MB"
+
+
 @pytest.mark.e2e
 def test_dagster_validates_the_location_with_no_env_vars(tmp_path: Path) -> None:
     done = subprocess.run(

@@ -20,11 +20,15 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
+from crm_assets.warehouse.duckdb_memory import MAX_QUERY_LENGTH, MemoryGovernor
+from crm_assets.warehouse.duckdb_memory import duckdb as governed_duckdb
+
 
 class DestinationSettings(Protocol):
     """What the warehouse resource says about where to load (see WarehouseResource)."""
 
     duckdb_memory_limit: str
+    duckdb_max_memory_limit: str | None
     duckdb_threads: int
     postgres_url: str | None
 
@@ -42,19 +46,23 @@ class Destination:
 
 
 def _duckdb(settings: DestinationSettings, connection: Any = None) -> Any:
-    return dlt.destinations.duckdb(
+    # memory_limit is the governor's: a floor, raised for dlt's retry when a load job runs out
+    # of memory (see duckdb_memory.py); dlt would set a global_config value anew on every job.
+    governor = MemoryGovernor.from_settings(
+        settings.duckdb_memory_limit, settings.duckdb_max_memory_limit
+    )
+    return governed_duckdb(
         credentials=DuckDbCredentials(
             connection or str(settings.path),
             # Insertion order is meaningless for merged tables and costs memory to keep.
-            global_config={
-                "memory_limit": settings.duckdb_memory_limit,
-                "preserve_insertion_order": False,
-                "threads": settings.duckdb_threads,
-            },
+            global_config={"preserve_insertion_order": False, "threads": settings.duckdb_threads},
         ),
+        memory_governor=governor,
         # One load job at a time: DuckDB has one writer, and parallel merges only add up
         # their memory.
         loader_parallelism_strategy="sequential",
+        # dlt splits insert_values rows into statements of half this: parsed outside memory_limit
+        max_query_length=MAX_QUERY_LENGTH,
     )
 
 

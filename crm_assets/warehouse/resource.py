@@ -95,8 +95,17 @@ class WarehouseResource(dg.ConfigurableResource):
     duckdb_memory_limit: str = Field(
         default="40MB",
         description=(
-            "DuckDB's memory_limit for loads: it spills to disk beyond it, so a sync's memory"
-            " stays flat however large the tables grow"
+            "DuckDB's memory_limit for loads at first: it spills to disk beyond it, so a sync's"
+            " memory stays flat however large the tables grow. A load job that runs out of"
+            " memory (wide records need more) is retried with more, up to"
+            " duckdb_max_memory_limit"
+        ),
+    )
+    duckdb_max_memory_limit: str | None = Field(
+        default=None,
+        description=(
+            "How far a load may raise DuckDB's memory_limit when it runs out of memory; default"
+            " half the machine's memory (the container's, if limited)"
         ),
     )
     duckdb_threads: int = Field(
