@@ -72,6 +72,18 @@ def drop_unfinished(client: SqlClientBase, table: str, resources: Sequence[str])
     return int(count[0][0])
 
 
+def drop_load_rows(client: SqlClientBase, table: str, resource: str, load_id: str) -> None:
+    """Deletes what the load `load_id` appended to `table` for `resource`: a read about to be
+    repeated, whose rows the repeat writes again."""
+    if table in existing_tables(client, [table]):
+        client.execute_sql(
+            f"delete from {client.make_qualified_table_name(table)}"
+            f" where resource = %s and {DLT_LOAD_ID} = %s",
+            resource,
+            load_id,
+        )
+
+
 def row_counts(client: SqlClientBase, table: str) -> tuple[int, int]:
     """(all rows, rows not marked deleted) of a table."""
     qualified = client.make_qualified_table_name(table)

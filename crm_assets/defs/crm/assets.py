@@ -33,8 +33,8 @@ from crm_assets.warehouse.resource import (
     WarehouseResource,
 )
 from crm_assets.warehouse.tables import (
+    drop_load_rows,
     drop_unfinished,
-    existing_tables,
     landed_ids,
     mark_deleted,
     newest,
@@ -161,14 +161,9 @@ def _shifted(
 def _forget_quarantine(pipeline: dlt.Pipeline, table: str, load_id: str | None) -> None:
     """Drops what a read that is about to be repeated set aside: the re-read sets it aside
     again, and `_quarantine` keeps each rejection once per sync."""
-    with pipeline.sql_client() as client:
-        if load_id and QUARANTINE_TABLE in existing_tables(client, [QUARANTINE_TABLE]):
-            client.execute_sql(
-                f"delete from {client.make_qualified_table_name(QUARANTINE_TABLE)}"
-                " where resource = %s and _dlt_load_id = %s",
-                table,
-                load_id,
-            )
+    if load_id:
+        with pipeline.sql_client() as client:
+            drop_load_rows(client, QUARANTINE_TABLE, table, load_id)
 
 
 def _sync(
