@@ -4,7 +4,7 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Any
@@ -59,12 +59,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+# The test run's own settings (the live PostgreSQL, no skips), not the product's.
+_TEST_RUN_ENV = "CRM_TEST_"
+# dlt reads its config from env vars too: sources.crm.* and the destinations'.
+_PRODUCT_ENV = ("CRM_", "SOURCES__CRM__", "DESTINATION__")
+
+
+def shell_settings(environ: Mapping[str, str]) -> list[str]:
+    """The product's env vars set in `environ` (the developer's shell), which no test may see."""
+    return [
+        name
+        for name in environ
+        if name.startswith(_PRODUCT_ENV) and not name.startswith(_TEST_RUN_ENV)
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _offline_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No telemetry, no env leaking in from the developer's shell."""
+    """No telemetry, and none of the product's env vars leaking in from the developer's shell:
+    every `CRM_*` (but the test run's own `CRM_TEST_*`) and dlt's `SOURCES__CRM__*`."""
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    for name in ("CRM_API_BASE_URL", "CRM_API_KEY", "CRM_DUCKDB_PATH", "SOURCES__CRM__API_KEY"):
-        monkeypatch.delenv(name, raising=False)
+    for name in shell_settings(os.environ):
+        monkeypatch.delenv(name)
 
 
 def check_result(
