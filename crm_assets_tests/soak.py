@@ -75,7 +75,7 @@ def leaks(output: str, workdir: Path) -> list[str]:
 
 def soak(runs: int, seed: int, records: int) -> int:
     rng = random.Random(seed)
-    os.environ["CRM_CHILD_DEBUG_LOGS"] = "1"  # urllib3's request lines would carry the key
+    os.environ["CRM_TEST_CHILD_DEBUG_LOGS"] = "1"  # urllib3's request lines would carry the key
     store = CrmStore(records, seed=seed)
     store.put_raw("opportunity", UNFIT_RECORD)
     faults = FaultPlan(FaultSettings(retry_after_s=0, seed=seed))

@@ -3,7 +3,7 @@
 `python -m crm_assets_tests.sync.crash_child BASE_URL DUCKDB_PATH PHASE SEED` runs what
 `crm_sync_job` runs (the sync, the table checks, the model) against the API at BASE_URL; PHASE
 is one of `PHASES` or `none`, and SEED picks the point within it. The crash test and `make soak`
-run it, then check that one normal run repairs everything. With CRM_CHILD_DEBUG_LOGS set, every
+run it, then check that one normal run repairs everything. With CRM_TEST_CHILD_DEBUG_LOGS set, every
 logger writes at DEBUG to stderr (urllib3's request lines too), for the soak's leak search.
 """
 
@@ -138,7 +138,7 @@ def run_job(base_url: str, duckdb_path: str) -> bool:
 
 def main(argv: list[str]) -> int:
     base_url, duckdb_path, phase, seed = argv
-    if os.environ.get("CRM_CHILD_DEBUG_LOGS"):  # the soak looks for the key in all of it
+    if os.environ.get("CRM_TEST_CHILD_DEBUG_LOGS"):  # the soak looks for the key in all of it
         logging.basicConfig(level=logging.DEBUG)
     print(f"kill -9 {arm(phase, int(seed))}", flush=True)
     return 0 if run_job(base_url, duckdb_path) else 1

@@ -3,7 +3,7 @@
 The job runs in a child process (`crash_child.py`) that kills itself mid-extract, -normalize,
 -load, -deletion marks, -checks or -model; the data changes upstream before and after the
 crash. One normal run must then leave exactly the API's snapshot: no duplicates, nothing missing,
-`_deleted_at` right, the quarantine complete, no load package left behind. CRM_CRASH_SEED
+`_deleted_at` right, the quarantine complete, no load package left behind. CRM_TEST_CRASH_SEED
 picks other points (`make soak` goes through many).
 """
 
@@ -17,7 +17,7 @@ from crm_assets_tests.sync.crash import SET_ASIDE, UNFIT_RECORD, differences, ru
 from crm_assets_tests.sync.crash_child import PHASES
 from crm_assets_tests.warehouse_rows import warehouse_records
 
-SEED = int(os.environ.get("CRM_CRASH_SEED", "0"))
+SEED = int(os.environ.get("CRM_TEST_CRASH_SEED", "0"))
 
 
 @pytest.mark.parametrize("phase", PHASES)

@@ -1,5 +1,5 @@
 """The Dagster UI in a real browser: Debian's chromium, driven by Playwright, against `dagster dev`
-on loopback with the sandbox CRM; screenshots go to CRM_UI_ARTIFACTS (default artifacts/ui/).
+on loopback with the sandbox CRM; screenshots go to CRM_TEST_UI_ARTIFACTS (default artifacts/ui/).
 
 Needs the `playwright` package (dev extra) and /usr/bin/chromium (`.ci/run` installs it);
 without them the test is skipped, and pytest says why.
@@ -40,7 +40,7 @@ SLOW_MS = 240_000  # a run through the queue, on a loaded CI machine
 
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
-    folder = Path(os.environ.get("CRM_UI_ARTIFACTS", REPO / "artifacts" / "ui"))
+    folder = Path(os.environ.get("CRM_TEST_UI_ARTIFACTS", REPO / "artifacts" / "ui"))
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
