@@ -38,9 +38,12 @@ dev: install
 	CRM_SENSOR_INTERVAL_SECONDS=$${CRM_SENSOR_INTERVAL_SECONDS:-30} \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
-# pytest exits 5 when it collected nothing; say so rather than fail on it.
+# pytest exits 5 when it collected nothing; say so rather than fail on it. The tests run in
+# TEST_WORKERS processes (pytest-xdist): most of an end-to-end test's time is a server's or a
+# child process's, so more workers than cores still help; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 4
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: install

@@ -52,7 +52,7 @@ class _NoGate:
     """Stands in for the record gate, to measure what the gate costs: records go to dlt as the
     API sent them (as dicts: only gated rows become arrow batches)."""
 
-    def __init__(self, resource: str, ledger: object, *args: object) -> None:
+    def __init__(self, resource: str, ledger: object, *args: object, **kwargs: object) -> None:
         from crm_assets.source.schema import declared_columns
 
         self.ledger, self.columns = ledger, declared_columns(resource)

@@ -10,6 +10,7 @@ import pytest
 
 from crm_assets.definitions import defs
 from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.schema import declared_columns
 from crm_assets_tests.conftest import REPO
 from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home
 
@@ -107,6 +108,20 @@ def test_the_ui_shows_no_dlt_internals_and_no_raw_markdown(loaded: dg.Definition
         assert "`" not in (graph.get_check_spec(check).description or ""), check
     labels = [key.path[-1] for key in keys]  # what graph nodes and breadcrumbs show
     assert len(labels) == len(set(labels)), labels
+
+
+def test_the_ui_lists_each_tables_columns_before_any_sync(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    for name in crm_resource_names():
+        schema = graph.get(dg.AssetKey(["crm", name])).metadata["dagster/column_schema"]
+        declared = [c.name for c in declared_columns(name)]
+        assert [c.name for c in schema.columns] == [*declared, "_dlt_load_id", "_dlt_id"], name
+    account = graph.get(dg.AssetKey(["crm", "account"])).metadata["dagster/column_schema"]
+    columns = {c.name: c for c in account.columns}
+    assert (columns["annual_revenue"].type, columns["name"].description) == (
+        "decimal(38,9)",
+        "Company name",
+    )
 
 
 def test_every_crm_asset_has_the_configured_freshness_policy(

@@ -43,6 +43,9 @@ def test_overrides() -> None:
         ({"CRM_FRESHNESS_WARN_MINUTES": "2000"}, "CRM_FRESHNESS_FAIL_MINUTES"),
         ({"CRM_SENSOR_INTERVAL_SECONDS": "0"}, "CRM_SENSOR_INTERVAL_SECONDS"),
         ({"CRM_RECONCILE_CRON": "daily"}, "CRM_RECONCILE_CRON"),
+        # croniter takes both; a Dagster schedule neither (seconds field, 30 February)
+        ({"CRM_RECONCILE_CRON": "0 * * * * *"}, "CRM_RECONCILE_CRON"),
+        ({"CRM_RECONCILE_CRON": "0 3 30 2 *"}, "CRM_RECONCILE_CRON"),
         ({"CRM_TIMEZONE": "Mars/Olympus"}, "CRM_TIMEZONE"),
         ({"CRM_RUN_PER_RESOURCE": "sometimes"}, "CRM_RUN_PER_RESOURCE"),
     ],

@@ -12,6 +12,7 @@ with the rows they belong to: a failed sync leaves neither.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,22 +23,18 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.json import json as dlt_json
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.schema import Schema
-from dlt.common.schema.detections import is_iso_timestamp
+from dlt.common.schema.utils import autodetect_sc_type
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
+from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.extract.resource import DltResource
+from dlt.sources.helpers.rest_client.client import PageData
 
 from crm_assets.source.ledger import Rejection
-from crm_assets.source.records import MAX_BIGINT, RecordGate
-from crm_assets.source.schema import (
-    DECIMAL_PRECISION,
-    DECIMAL_SCALE,
-    DELETED_AT,
-    MAX_DECIMAL_PRECISION,
-    PRIMARY_KEY,
-    Column,
-)
+from crm_assets.source.records import RecordGate
+from crm_assets.source.schema import DELETED_AT, MAX_DECIMAL_PRECISION, PRIMARY_KEY, Column
+from crm_assets.source.types import MAX_BIGINT, TYPES, arrow_type
 
 BATCH_ROWS = 5_000
 QUARANTINE_TABLE = "_quarantine"
@@ -59,24 +56,20 @@ DLT_ROW_COLUMNS: list[dict[str, Any]] = [
     {"name": DLT_LOAD_ID, "data_type": "text", "nullable": False},
     {"name": DLT_ID, "data_type": "text", "nullable": False, "unique": True, "row_key": True},
 ]
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-    "decimal": pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
-    "text": pa.string(),
-    "bool": pa.bool_(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "date": pa.date32(),
-    "json": pa.string(),  # JSON text, as dlt itself writes a json column to parquet
-}
+# dlt adds `_dlt_load_id` to each arrow batch as it extracts it (one column, no copy of the
+# batch). `_dlt_id` stays ours: dlt's `add_dlt_id` rewrites every parquet file in the normalize
+# step, which costs more than generating the ids here (docs/benchmarks.md).
+ARROW_NORMALIZER_CONFIG = {"normalize.parquet_normalizer.add_dlt_load_id": True}
+_ARROW_TYPES: dict[str, pa.DataType] = {name: row.arrow for name, row in TYPES.items()}
 # Integer ids past 64 bits (unsigned 64-bit keys and wider) go to a decimal without decimals.
 WIDE_ID = pa.decimal128(MAX_DECIMAL_PRECISION, 0)
 _NOT_NULL = {PRIMARY_KEY, DLT_LOAD_ID, DLT_ID}
-_NAMING = NamingConvention()  # dlt's default; the source schema's own when there is one
-_ID_TYPES: dict[type, tuple[str, pa.DataType]] = {
-    int: ("bigint", pa.int64()),
-    str: ("text", pa.string()),
+# An undeclared field's values of one class: the type dlt gives them, and arrow's for it.
+_SCALARS: dict[type, tuple[str, pa.DataType]] = {
+    row.dlt_infers: (name, row.arrow) for name, row in TYPES.items() if row.dlt_infers
 }
+# The ids `usable_id` lets through, kept as sent.
+_ID_TYPES: dict[type, tuple[str, pa.DataType]] = {kind: _SCALARS[kind] for kind in (int, str)}
 
 
 class _JsonAsTextNote(logging.Filter):
@@ -105,12 +98,6 @@ def quiet_json_as_text(resources: Iterable[str]) -> None:
         dlt_logger.addFilter(_JsonAsTextNote(resources))
 
 
-def _arrow_type(column: Column) -> pa.DataType:
-    if column.data_type == "decimal":
-        return pa.decimal128(*column.digits)
-    return _ARROW_TYPES[column.data_type]
-
-
 def _wide(record_id: Any) -> bool:
     return type(record_id) is int and not -MAX_BIGINT - 1 <= record_id <= MAX_BIGINT
 
@@ -119,55 +106,37 @@ def _load_id() -> str | None:
     """The load package being extracted (None outside a pipeline run)."""
     try:
         return dlt.current.load_package_state()["load_id"]  # type: ignore[no-any-return]
-    except Exception:
+    except CurrentLoadPackageStateNotAvailable:
         return None
 
 
 def _current_schema() -> Schema | None:
+    """The schema of the source being extracted (None outside a pipeline run)."""
     try:
         return dlt.current.source_schema()
-    except Exception:
+    except CurrentSourceSchemaNotAvailable:
         return None
 
 
-def _flat(row: dict[str, Any]) -> dict[str, Any] | None:
-    """A row with undeclared objects flattened to `<object>__<field>` as dlt would; None when
-    a value is a list (dlt makes a nested table of it: only dlt's own path does that)."""
-    if not any(type(v) is dict or type(v) is list for v in row.values()):
-        return row
-    flat: dict[str, Any] = {}
-    for key, value in row.items():
-        if type(value) is list:
-            return None
-        if type(value) is dict:
-            inner = _flat({f"{key}__{k}": v for k, v in value.items()})
-            if inner is None:
-                return None
-            flat.update(inner)
-        else:
-            flat[key] = value
-    return flat
+@functools.cache
+def _default_schema() -> Schema:
+    """A schema with dlt's defaults: what a source's schema starts as."""
+    return Schema("crm")
 
 
-def _undeclared_type(values: list[Any]) -> tuple[str, pa.DataType] | None:
-    """The one type dlt would give an undeclared field with these values, if arrow can say it
-    the same way; None for mixed types, or text dlt would detect as a timestamp."""
+def _undeclared_type(values: list[Any], schema: Schema | None) -> tuple[str, pa.DataType] | None:
+    """The type dlt gives an undeclared field with these values, when arrow can carry it as
+    is: one class of value, which dlt's detections (e.g. ISO text as a timestamp) leave alone."""
     kinds = {type(v) for v in values if v is not None}
     if len(kinds) != 1:
         return None
     (kind,) = kinds
-    if kind is str:
-        first = next(v for v in values if v is not None)
-        return None if is_iso_timestamp(str, first) else _SCALARS[str]
-    return _SCALARS.get(kind)
-
-
-_SCALARS: dict[type, tuple[str, pa.DataType]] = {
-    bool: ("bool", pa.bool_()),
-    int: ("bigint", pa.int64()),
-    float: ("double", pa.float64()),
-    str: ("text", pa.string()),
-}
+    typed = _SCALARS.get(kind)
+    if typed is None:
+        return None
+    detections = (schema or _default_schema()).settings.get("detections", [])
+    first = next(v for v in values if v is not None)
+    return typed if autodetect_sc_type(detections, kind, first) in (None, typed[0]) else None
 
 
 class ArrowBatcher:
@@ -181,7 +150,7 @@ class ArrowBatcher:
         self.table = table
         columns = tuple(columns)
         self._fields = [
-            (c.name, c.data_type, _arrow_type(c))
+            (c.name, c.data_type, arrow_type(c))
             for c in columns
             if not c.is_primary_key and c.name != DELETED_AT
         ]
@@ -192,17 +161,16 @@ class ArrowBatcher:
         self._declared = {PRIMARY_KEY, DELETED_AT, *(name for name, _, _ in self._fields)}
         self.width = len(self._declared)
 
-    def arrow_ready(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        """The row as the arrow path takes it, or None when only dlt's dict path can."""
+    def arrow_ready(self, row: dict[str, Any]) -> bool:
+        """Whether arrow can carry the row; if not, dlt's dict path takes it (and flattens
+        undeclared objects, or makes nested tables of lists, as dlt does)."""
         if len(row) == self.width:
-            return row
-        if not self._declared.issubset(row):
-            return None
-        extra = {k: v for k, v in row.items() if k not in self._declared}
-        flat = _flat(extra)
-        if flat is None or flat is extra:
-            return None if flat is None else row
-        return {**{k: v for k, v in row.items() if k in self._declared}, **flat}
+            return True
+        return self._declared.issubset(row) and not any(
+            type(value) is dict or type(value) is list
+            for key, value in row.items()
+            if key not in self._declared
+        )
 
     def too_wide(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rows whose integer id is past 64 bits while the table's id column is a bigint: no
@@ -220,7 +188,7 @@ class ArrowBatcher:
             return "decimal", self._wide_id
         return _ID_TYPES[id_class]
 
-    def table_of(self, rows: list[dict[str, Any]], load_id: str) -> pa.Table | None:
+    def table_of(self, rows: list[dict[str, Any]]) -> pa.Table | None:
         """The rows as one arrow table, or None when dlt must see them as dicts."""
         schema = _current_schema()
         loaded = _loaded_types(schema, self.table)
@@ -246,12 +214,12 @@ class ArrowBatcher:
                 if type_name == "json":
                     values = [None if v is None else dlt_json.dumps(v) for v in values]
                 arrays[name] = pa.array(values, arrow_type)
-            naming = schema.naming if schema is not None else _NAMING
+            naming = (schema or _default_schema()).naming
             for key in extra:
                 values = [r.get(key) for r in rows]
                 if all(v is None for v in values):
                     continue  # dlt adds no column for nulls alone either
-                typed, name = _undeclared_type(values), naming.normalize_path(key)
+                typed, name = _undeclared_type(values, schema), naming.normalize_path(key)
                 if (
                     typed is None
                     or name in self._declared
@@ -263,7 +231,6 @@ class ArrowBatcher:
             return None
         n = len(rows)
         arrays[DELETED_AT] = pa.nulls(n, _ARROW_TYPES["timestamp"])
-        arrays[DLT_LOAD_ID] = pa.array([load_id] * n, pa.string())
         arrays[DLT_ID] = pa.array(generate_dlt_ids(n), pa.string())
         fields = [
             pa.field(name, array.type, nullable=name not in _NOT_NULL)
@@ -278,7 +245,6 @@ class ArrowBatcher:
             PRIMARY_KEY: id_type or _ARROW_TYPES.get(id_type_name, pa.string()),
             **{name: arrow_type for name, _, arrow_type in self._fields},
             DELETED_AT: _ARROW_TYPES["timestamp"],
-            DLT_LOAD_ID: pa.string(),
             DLT_ID: pa.string(),
         }
         fields = [pa.field(n, t, nullable=n not in _NOT_NULL) for n, t in types.items()]
@@ -323,42 +289,55 @@ def add_quarantine_table(resource: DltResource) -> DltResource:
     return resource
 
 
-def gated_batches(
-    records: Iterable[Any], gate: RecordGate, batcher: ArrowBatcher, id_type_name: str
-) -> Iterator[Any]:
-    """Every record through the gate; rows out in arrow batches (or dicts), rejections along."""
-    load_id = _load_id() or ""
-    ledger = gate.ledger
-    batch: list[dict[str, Any]] = []
-    loose: list[dict[str, Any]] = []
-    emitted = False
-    for record in records:
-        row = gate(record)
-        if row is not None:
-            ready = batcher.arrow_ready(row)
-            if ready is None:
-                loose.append(row)
-            else:
-                batch.append(ready)
-        if len(batch) + len(loose) >= BATCH_ROWS:
-            yield from _flush(batch, loose, batcher, load_id, gate)
-            batch, loose, emitted = [], [], True
-        if len(ledger.pending) >= BATCH_ROWS or (ledger.pending and not batch and emitted):
-            # with the rows just flushed, or on their own when every record is set aside
-            yield quarantine_rows(ledger.take_rejections(), load_id or None)
-    if batch or loose:
-        yield from _flush(batch, loose, batcher, load_id, gate)
-    elif not emitted:
-        yield batcher.empty(id_type_name)
-    if rejections := ledger.take_rejections():
-        yield quarantine_rows(rejections, load_id or None)
+class GatedPages:
+    """The record gate as a step on a `rest_api` resource: each page of records in, arrow
+    batches of `BATCH_ROWS` rows (or dicts) and `_quarantine` rows out.
+
+    dlt writes an arrow table per item, at a cost of milliseconds each, so rows are collected
+    across pages and leave in batches; dlt's paginator says which page is the last, and that
+    one flushes the rest. `_dlt_load_id` is dlt's to add (see `ARROW_NORMALIZER_CONFIG`).
+    """
+
+    def __init__(self, gate: RecordGate, batcher: ArrowBatcher, id_type_name: str) -> None:
+        self.gate, self.batcher, self.id_type_name = gate, batcher, id_type_name
+        self._batch: list[dict[str, Any]] = []  # rows arrow can carry
+        self._loose: list[dict[str, Any]] = []  # rows only dlt's dict path can
+        self._emitted = False
+
+    def __call__(self, page: list[Any]) -> Iterator[Any]:
+        ledger, batcher = self.gate.ledger, self.batcher
+        for record in page:
+            row = self.gate(record)
+            if row is not None:
+                (self._batch if batcher.arrow_ready(row) else self._loose).append(row)
+            if len(self._batch) + len(self._loose) >= BATCH_ROWS:
+                yield from self._flush()
+            if len(ledger.pending) >= BATCH_ROWS:
+                yield quarantine_rows(ledger.take_rejections(), _load_id())
+        if _is_last(page):
+            if self._batch or self._loose:
+                yield from self._flush()
+            elif not self._emitted:
+                yield batcher.empty(self.id_type_name)
+            if rejections := ledger.take_rejections():
+                yield quarantine_rows(rejections, _load_id())
+
+    def _flush(self) -> Iterator[Any]:
+        batch, loose = self._batch, self._loose
+        self._batch, self._loose, self._emitted = [], [], True
+        yield from _flush(batch, loose, self.batcher, self.gate)
+
+
+def _is_last(page: list[Any]) -> bool:
+    """Whether dlt's paginator saw no page after this one (`rest_api` pages are `PageData`);
+    anything else is taken as a whole, flushed at once."""
+    return not isinstance(page, PageData) or not page.paginator.has_next_page
 
 
 def _flush(
     batch: list[dict[str, Any]],
     loose: list[dict[str, Any]],
     batcher: ArrowBatcher,
-    load_id: str,
     gate: RecordGate,
 ) -> Iterator[Any]:
     if refused := batcher.too_wide(batch + loose):
@@ -370,7 +349,7 @@ def _flush(
             gate.ledger.withhold(Rejection(gate.resource, row[PRIMARY_KEY], None, reason, row))
         batch = [r for r in batch if not _wide(r[PRIMARY_KEY])]
         loose = [r for r in loose if not _wide(r[PRIMARY_KEY])]
-    table = batcher.table_of(batch, load_id) if batch and load_id else None
+    table = batcher.table_of(batch) if batch else None
     if table is not None:
         yield table
     elif batch:

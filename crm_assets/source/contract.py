@@ -7,8 +7,8 @@ Adding a CRM resource is one entry in `CRM_RESOURCES`; everything shared sits in
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,10 +21,11 @@ from dlt.sources.rest_api import RESTAPIConfig, rest_api_source
 from requests import PreparedRequest, Request, Session
 
 from crm_assets.source.batches import (
+    ARROW_NORMALIZER_CONFIG,
     DLT_ROW_COLUMNS,
     ArrowBatcher,
+    GatedPages,
     add_quarantine_table,
-    gated_batches,
     quiet_json_as_text,
 )
 from crm_assets.source.ledger import SyncLedger
@@ -88,7 +89,6 @@ class SyncOptions:
     strip_nul: bool = False  # the warehouse refuses NUL in text (PostgreSQL): remove, count
     prefetcher: PagePrefetcher | None = None  # fetch pages ahead, concurrently
     incremental: Incremental | None = None  # only records changed since the last sync
-    warm: Callable[[str], None] | None = None  # starts fetching a resource's first page
     max_records: int | None = DEFAULT_MAX_RECORDS  # per resource; a larger `total` is refused
 
 
@@ -114,7 +114,7 @@ def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
         "data_selector": _records_path(),
         # {"type": "offset", "limit": page_size}, advancing by records received
         "paginator": CrmOffsetPaginator(
-            options.page_size, options.ledger[name], options.prefetcher, options.max_records
+            options.page_size, options.ledger[name], options.max_records
         ),
     }
     if params := _filter(name, options):
@@ -131,7 +131,7 @@ def _first_page(base_url: str, api_key: str, name: str, options: SyncOptions) ->
         API_KEY_PARAM: api_key,
     }
     request = Request("GET", join_url(base_url, endpoint_path(name)), params=params)
-    # Through the session, so its hooks (JSON parsed once) apply as to every other page.
+    # Through the session, so it carries the session's headers as dlt's requests do.
     return options.session.prepare_request(request) if options.session else request.prepare()
 
 
@@ -158,7 +158,7 @@ def rest_api_config(
         },
         "resources": [
             {
-                "columns": dlt_columns(resource["name"]),
+                "columns": [*dlt_columns(resource["name"]), *DLT_ROW_COLUMNS],
                 **resource,
                 "endpoint": {
                     **_endpoint(resource["name"], options),
@@ -170,42 +170,15 @@ def rest_api_config(
     }
 
 
-def _selected_names(own: str) -> list[str]:
-    """The resources this run extracts, own first: their first pages can all be under way
-    before dlt reaches them (unselected ones are never requested)."""
-    try:
-        selected = list(dlt.current.source().selected_resources)
-    except Exception:
-        selected = []
-    return [own, *(name for name in selected if name != own)]
-
-
-def _gated(api_resource: DltResource, options: SyncOptions) -> DltResource:
-    """The API resource's records through the record gate, out as arrow batches.
-
-    The table keeps the contract's hints; `_quarantine` rows travel in the same load.
-    """
-    name = api_resource.name
+def _gate(resource: DltResource, options: SyncOptions) -> None:
+    """Adds the record gate to a `rest_api` resource, as a step on its pages; its rejections
+    go to `_quarantine` in the same load."""
+    name = resource.name
     gate = RecordGate(name, options.ledger[name], options.strict, strip_nul=options.strip_nul)
-    batcher = ArrowBatcher(name, gate.columns)
     key = next((c for c in gate.columns if c.is_primary_key), None)
     id_type = key.data_type if key else "bigint"
-
-    def rows() -> Iterator[Any]:
-        if options.warm is not None:
-            for selected in _selected_names(name):
-                options.warm(selected)  # once per resource: the prefetcher ignores repeats
-        yield from gated_batches(api_resource, gate, batcher, id_type)
-
-    resource = dlt.resource(
-        rows,
-        name=name,
-        primary_key=PRIMARY_KEY,
-        write_disposition="merge",
-        columns=[*dlt_columns(name), *DLT_ROW_COLUMNS],
-        schema_contract=SCHEMA_CONTRACT,
-    )
-    return add_quarantine_table(resource)
+    resource.add_step(GatedPages(gate, ArrowBatcher(name, gate.columns), id_type))
+    add_quarantine_table(resource)
 
 
 def crm_source(
@@ -214,29 +187,22 @@ def crm_source(
     options: SyncOptions | None = None,
     warm_now: Collection[str] = (),
 ) -> DltSource:
-    """A fresh dlt source per call: dagster-dlt 0.29.27 cannot run one `DltSource` twice.
+    """The seed's `rest_api_source`, its pages through the record gate (a step on each
+    resource, see `batches.py`); fresh per call: dagster-dlt 0.29.27 cannot run one `DltSource`
+    twice.
 
-    The seed's `rest_api_source` reads the API; each of its resources is read through the
-    record gate by a resource of the same name (see `batches.py`). With a prefetcher, the first
-    page of each resource in `warm_now` (the run's selection) is requested right away, of every
-    other selected resource when dlt starts the first, and the rest fetched ahead concurrently
-    while dlt reads the resources in turn.
+    With a prefetcher, the first page of each resource in `warm_now` (the run's selection) is
+    requested right away, and the rest fetched ahead concurrently while dlt reads the
+    resources in turn.
     """
     options = options or SyncOptions()
     if options.prefetcher is not None:
-        prefetcher = options.prefetcher
-
-        def warm(name: str) -> None:
-            prefetcher.warm(_first_page(base_url, api_key, name, options))
-
-        options = replace(options, warm=warm)
         for name in warm_now:  # before dlt builds anything: paging overlaps its start-up
-            warm(name)
+            options.prefetcher.warm(_first_page(base_url, api_key, name, options))
     quiet_json_as_text(crm_resource_names())
-    api = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
-    resources = [_gated(api.resources[name], options) for name in crm_resource_names()]
-
-    def crm() -> list[DltResource]:
-        return resources
-
-    return dlt.source(crm, name=SOURCE_NAME)()
+    for key, value in ARROW_NORMALIZER_CONFIG.items():
+        dlt.config[key] = value
+    source = rest_api_source(rest_api_config(base_url, api_key, options), name=SOURCE_NAME)
+    for name in crm_resource_names():
+        _gate(source.resources[name], options)
+    return source

@@ -13,17 +13,19 @@ import textwrap
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import yaml
 from dlt.common.normalizers.naming.snake_case import NamingConvention
-from requests import RequestException, Session
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+from requests import HTTPError, RequestException, Session
 
 from crm_assets.source.contract import API_KEY_PARAM, endpoint_path
-from crm_assets.source.records import MAX_BIGINT, decimal_digits, fits
+from crm_assets.source.errors import CrmResponseError
+from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.source.schema import (
     DECIMAL_PRECISION,
     DECIMAL_SCALE,
@@ -33,12 +35,11 @@ from crm_assets.source.schema import (
     Column,
     CrmSchema,
 )
+from crm_assets.source.types import TYPES, decimal_digits, fits
 
 _WIDE_ID_PRECISION = 20  # every unsigned 64-bit id
 
 DEFAULT_SAMPLE_PAGES = 5
-_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # A vendor prefix: a short lowercase word, then the neutral name (`hs_owner_id`, `sf_region`).
 _VENDOR_PREFIX = re.compile(r"([a-z]{2,12})_([a-z][a-z0-9_]*)")
 _KNOWN_VENDORS = {"acme", "hs", "hubspot", "sf", "salesforce", "pd", "pipedrive", "zoho"}
@@ -57,30 +58,33 @@ def fetch_records(
     max_pages: int | None,
     timeout_s: float = 30.0,
 ) -> Iterator[dict[str, Any]]:
-    """Records of one resource, page by page as the sync reads them (offset advances by rows)."""
+    """Records of one resource, read as the sync reads them: dlt's REST client with the sync's
+    paginator, so a page the sync would refuse fails the sample too."""
     path = endpoint_path(resource)
-    offset, pages = 0, 0
-    while max_pages is None or pages < max_pages:
-        params = {"offset": offset, "limit": page_size, API_KEY_PARAM: api_key}
-        where = f"{resource!r} (GET {path} at offset {offset})"
-        try:
-            response = session.get(base_url.rstrip("/") + path, params=params, timeout=timeout_s)
-        except RequestException as error:  # its text holds the URL, key included
-            raise InferenceError(f"sample of {where} failed: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise InferenceError(f"sample of {where} answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-            records, total = body["data"], body["total"]
-        except (ValueError, KeyError, TypeError):
-            raise InferenceError(f"sample of {where}: no 'data' and 'total'") from None
-        if not isinstance(records, list) or not isinstance(total, int):
-            raise InferenceError(f"sample of {where}: 'data' is no list or 'total' no integer")
-        yield from (r for r in records if isinstance(r, dict))
-        pages += 1
-        offset += len(records)
-        if not records or offset >= total:
-            return
+    client = RESTClient(
+        base_url,
+        auth=APIKeyAuth(name=API_KEY_PARAM, api_key=api_key, location="query"),
+        paginator=CrmOffsetPaginator(page_size),
+        data_selector="data",
+        session=session,
+    )
+    pages = client.paginate(path, timeout=timeout_s)
+    try:
+        for number, page in enumerate(pages, start=1):
+            yield from page
+            if max_pages is not None and number >= max_pages:
+                return
+    except CrmResponseError as error:  # names path and offset, never the key
+        raise InferenceError(f"sample of {resource!r}: {error}") from None
+    except HTTPError as error:  # its text holds the URL, key included
+        status = error.response.status_code if error.response is not None else "?"
+        raise InferenceError(
+            f"sample of {resource!r} (GET {path}) answered HTTP {status}"
+        ) from None
+    except RequestException as error:
+        raise InferenceError(
+            f"sample of {resource!r} (GET {path}) failed: {type(error).__name__}"
+        ) from None
 
 
 _NAMING = NamingConvention()
@@ -121,38 +125,15 @@ def flatten(
 
 def observed_type(value: Any) -> str:
     """The dlt type a non-null JSON value shows by itself (strings stay text unless ISO times)."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "bigint" if abs(value) <= MAX_BIGINT else "decimal"  # past 64 bits: exact
-    if isinstance(value, Decimal):
-        return "decimal"  # more digits than a double holds (see http.py)
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, list | dict):
-        return "json"
-    if isinstance(value, str):
-        if _ISO_DATETIME.match(value) and _parses(datetime.fromisoformat, value):
-            return "timestamp"
-        if _ISO_DATE.fullmatch(value) and _parses(date.fromisoformat, value):
-            return "date"
-    return "text"
-
-
-def _parses(parse: Any, value: str) -> bool:
-    try:
-        parse(value)
-    except ValueError:
-        return False
-    return True
+    return next(row.name for row in TYPES.values() if row.recognises(value))
 
 
 def _join(types: Iterable[str]) -> str:
     kinds = set(types)
     if len(kinds) == 1:
         return kinds.pop()
-    if kinds <= {"bigint", "double", "decimal"}:
-        return "decimal" if "decimal" in kinds else "double"
+    if kinds <= _NUMBERS.keys():
+        return max(kinds, key=_NUMBERS.__getitem__)
     return "json" if "json" in kinds else "text"
 
 
@@ -251,8 +232,9 @@ class ResourceSample:
         return [n for n in self.declared if n not in self.fields and n != PRIMARY_KEY]
 
 
-_NUMBERS = ("bigint", "double", "decimal")
-_INTEGERS = {"bigint", "decimal"}  # with no digits after the point
+_NUMBERS = {row.name: row.number_rank for row in TYPES.values() if row.number_rank is not None}
+# numbers kept exactly: with no digits after the point, integers
+_INTEGERS = {name for name in _NUMBERS if not pa.types.is_floating(TYPES[name].arrow)}
 
 
 def _widened(stats: FieldStats, digits: tuple[int, int]) -> tuple[str, tuple[int, int] | None]:

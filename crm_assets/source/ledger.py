@@ -86,16 +86,13 @@ class ResourceLedger:
     totals: list[int] = field(default_factory=list)
     received: int = 0
     without_id: int = 0
-    withheld: int = 0  # records withheld whole (no usable id, or strict mode)
+    # Records withheld whole, one `_quarantine` row each (`field` NULL): the id-less ones too.
+    withheld: int = 0
     withheld_with_id: int = 0
     values_set_aside: int = 0
     # (field, kind) -> records: kind is "absent", "null" (declared non-null), "unfit <type>", ...
     drifts: Counter[tuple[str, str]] = field(default_factory=Counter)
     pending: list[Rejection] = field(default_factory=list)  # bound for `_quarantine`
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ResourceLedger:
-        # dlt deep-copies paginators and configs in places; the counts must still land here.
-        return self
 
     def saw_total(self, total: int) -> None:
         self.totals.append(total)
@@ -125,11 +122,6 @@ class ResourceLedger:
 
     def drift(self, field_name: str, kind: str) -> None:
         self.drifts[(field_name, kind)] += 1
-
-    @property
-    def quarantined(self) -> int:
-        """Records withheld whole that had an id (the id-less ones are counted on their own)."""
-        return self.withheld_with_id
 
     def drift_report(self, columns: Iterable[Column]) -> dict[str, str]:
         """Per field that drifted in this sync, how (never a value).
@@ -221,7 +213,7 @@ class ResourceLedger:
             api_total=last,
             received=self.received,
             landed=landed,
-            withheld=self.withheld_with_id,
+            withheld=self.withheld,
             without_id=self.without_id,
             reason=problem or f"a row landed for each of the {last} records the API reports",
         )

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Response
 
+from crm_assets.source.errors import CrmResponseError
 from crm_assets.source.ledger import ResourceLedger
-from crm_assets.source.prefetch import PagePrefetcher
-
-log = logging.getLogger(__name__)
 
 
-def path_and_offset(url: str) -> tuple[str, str]:
-    """(path, offset) of a request URL for a message; never its query string (the key)."""
-    parts = urlsplit(url)
-    return parts.path, parse_qs(parts.query).get("offset", ["0"])[0]
+def _reporter(ledger: ResourceLedger) -> Callable[[int], None]:
+    """`ledger.saw_total` as a plain function. dlt deep-copies paginators, and `copy` keeps a
+    function as it is but copies a bound method's object: the totals would go to a copy."""
 
+    def saw_total(total: int) -> None:
+        ledger.saw_total(total)
 
-class CrmResponseError(ValueError):
-    """A page whose shape breaks the contract; says where, never what the records held."""
-
-    def __init__(self, path: str, offset: int, problem: str) -> None:
-        super().__init__(f"GET {path} at offset {offset}: {problem}")
-        self.path, self.offset, self.problem = path, offset, problem
+    return saw_total
 
 
 class CrmOffsetPaginator(OffsetPaginator):
@@ -38,18 +32,12 @@ class CrmOffsetPaginator(OffsetPaginator):
     """
 
     def __init__(
-        self,
-        limit: int,
-        ledger: ResourceLedger | None = None,
-        prefetcher: PagePrefetcher | None = None,
-        max_records: int | None = None,
+        self, limit: int, ledger: ResourceLedger | None = None, max_records: int | None = None
     ) -> None:
         super().__init__(limit=limit, total_path="total")
-        self.ledger = ledger  # told every page's total, for reconciliation
-        self.prefetcher = prefetcher
+        self._saw_total = _reporter(ledger) if ledger is not None else None  # for reconciliation
         self.max_records = max_records  # a `total` beyond it is refused: paging would not end
         self._last_ids: list[Any] = []
-        self._step: int | None = None  # the page size planned ahead, while pages match it
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         offset = self.current_value
@@ -89,32 +77,7 @@ class CrmOffsetPaginator(OffsetPaginator):
                 offset,
                 f"no records, though 'total' is {total:,}: more announced than paging reaches",
             )
-        if self.ledger is not None:
-            self.ledger.saw_total(total)
-        if self.prefetcher is not None:
-            self._plan_ahead(path, offset, received, total)
+        if self._saw_total is not None:
+            self._saw_total(total)
         self.current_value = offset + received
         self._has_next_page = received > 0 and self.current_value < total
-
-    def _plan_ahead(self, path: str, offset: int, received: int, total: int) -> None:
-        """After the first page, fetch the rest ahead; on any surprise, go on page by page.
-
-        The first page tells the page size the server honours (it may cap our limit). A later
-        page of another size, not the last one, means the data or the cap moved: the planned
-        offsets would skip or repeat records, so the plan is dropped.
-        """
-        assert self.prefetcher is not None
-        if offset == 0 and self._step is None:
-            if 0 < received < total:
-                self._step = received
-                self.prefetcher.plan(path, range(received, total, received))
-        elif self._step is not None and received != self._step and offset + received < total:
-            log.warning(
-                "GET %s at offset %d returned %d records, not %d; paging on one page at a time",
-                path,
-                offset,
-                received,
-                self._step,
-            )
-            self.prefetcher.cancel(path)
-            self._step = None

@@ -9,7 +9,7 @@ from typing import Any
 from requests import RequestException, Session
 
 from crm_assets.source.contract import API_KEY_PARAM, endpoint_path
-from crm_assets.source.paging import CrmResponseError
+from crm_assets.source.errors import CrmResponseError
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,3 @@ class RateLimiter:
             self.waited_s += wait
         if wait > 0:
             self._sleep(wait)
-
-    def __deepcopy__(self, memo: dict[int, object]) -> RateLimiter:
-        return self  # one budget per sync, however often dlt copies its config

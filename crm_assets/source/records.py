@@ -1,43 +1,25 @@
 """The record gate: API records become rows under neutral names, converted losslessly or set aside.
 
 Policy (README "Schema"): a record with a usable id always becomes a row. A value is converted to
-its declared type only when nothing is lost (`"12"` -> 12, `"1234.50"` -> decimal, `"true"` ->
-true, ISO or epoch -> timestamp; never `"0042"` -> 42); a value that still does not fit loads as
-NULL and goes to `_quarantine`, counted per field. The primary key is kept exactly as the API
-sends it. Strict mode instead withholds the whole record. A record without an id cannot merge and
-never reaches a table. Fields nobody declared pass through and evolve the table.
+its declared type only when nothing is lost (each type's converter in types.py); a value that
+still does not fit loads as NULL and goes to `_quarantine`, counted per field. The primary key is
+kept exactly as the API sends it. Strict mode instead withholds the whole record. A record
+without an id cannot merge and never reaches a table. Fields nobody declared pass through and
+evolve the table.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Callable
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_assets.source.ledger import Rejection, ResourceLedger
-from crm_assets.source.schema import (
-    DECIMAL_PRECISION,
-    DECIMAL_SCALE,
-    DELETED_AT,
-    PRIMARY_KEY,
-    Column,
-    declared_columns,
-)
+from crm_assets.source.schema import DELETED_AT, PRIMARY_KEY, Column, declared_columns
+from crm_assets.source.types import TYPES, converter
 
-MAX_BIGINT = 2**63 - 1
 NUL = "\x00"
 NUL_REMOVED = "NUL bytes removed"  # a drift kind: the warehouse refuses them (PostgreSQL)
-_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")  # no leading zeros, no sign on zero's behalf
-_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
-_BOOLS = {"true": True, "false": False, "True": True, "False": False}
-_EPOCH_MS_ABOVE = 10**11  # epoch seconds reach 10**11 only in the year 5138
 _MISSING = object()
 _NOT_AN_OBJECT = object()
-# Values of these Python types are already exactly the declared type: no conversion call.
-_AS_IS: dict[str, type] = {"text": str, "bool": bool, "double": float, "json": list}
 
 
 class TypeDriftError(ValueError):
@@ -45,153 +27,6 @@ class TypeDriftError(ValueError):
 
     def __init__(self, column: str, expected: str, value: Any) -> None:
         super().__init__(f"field {column!r}: expected {expected}, got {type(value).__name__}")
-
-
-def _is_whole(value: Any) -> bool:
-    """A float or a digit string that is exactly an integer (`"12"`, 12.0; not `"012"`)."""
-    if type(value) is float:
-        return value.is_integer()
-    return type(value) is str and _INTEGER.fullmatch(value) is not None
-
-
-def _bigint(value: Any) -> int:
-    if type(value) is int:
-        number = value
-    elif _is_whole(value) or (
-        type(value) is Decimal and value.is_finite() and _shape(value)[1] == 0
-    ):
-        number = int(value)
-    else:
-        raise TypeError
-    if abs(number) > MAX_BIGINT:
-        raise TypeError
-    return number
-
-
-def _double(value: Any) -> float:
-    # A Decimal is a JSON number with more digits than a double keeps (http.py parses those
-    # exactly); the column is declared double, so the nearest double is what was asked for.
-    if type(value) is float or type(value) is int or type(value) is Decimal:
-        return float(value)
-    if type(value) is str and _NUMBER.fullmatch(value) and len(value.replace("-", "")) <= 16:
-        return float(value)  # up to 15 significant digits survive a double exactly
-    raise TypeError
-
-
-def _decimal(value: Any, precision: int = DECIMAL_PRECISION, scale: int = DECIMAL_SCALE) -> Decimal:
-    if type(value) is bool or not isinstance(value, int | float | str | Decimal):
-        raise TypeError
-    if type(value) is str and not _NUMBER.fullmatch(value):
-        raise TypeError
-    try:
-        number = value if type(value) is Decimal else Decimal(str(value))
-    except InvalidOperation:
-        raise TypeError from None
-    if not number.is_finite():
-        raise TypeError
-    # More decimals than the column keeps, or too large: the warehouse would round or overflow.
-    whole, decimals = _shape(number)
-    if decimals > scale or whole > precision - scale:
-        raise TypeError
-    return number
-
-
-def _shape(number: Decimal) -> tuple[int, int]:
-    """(digits before the point, digits after it, trailing zeros not counted) of a finite
-    number, exactly: Decimal arithmetic would round to its context's 28 digits."""
-    _, digits, exponent = number.as_tuple()
-    assert isinstance(exponent, int)
-    kept = list(digits)
-    while exponent < 0 and len(kept) > 1 and kept[-1] == 0:
-        kept.pop()
-        exponent += 1
-    if not any(kept):
-        return 0, 0
-    return max(0, len(kept) + exponent), max(0, -exponent)
-
-
-def decimal_digits(value: Any) -> tuple[int, int] | None:
-    """(digits before the point, digits after it) a number needs without loss; None when it is
-    no number. Lets `schema infer` widen a decimal to what it saw."""
-    if type(value) is bool or not isinstance(value, int | float | str | Decimal):
-        return None
-    if type(value) is str and not _NUMBER.fullmatch(value):
-        return None
-    number = value if type(value) is Decimal else Decimal(str(value))
-    return _shape(number) if number.is_finite() else None
-
-
-def _text(value: Any) -> str:
-    if type(value) is str:
-        return value
-    if type(value) is int or type(value) is Decimal:
-        return str(value)  # a number where text is declared: its digits, exactly
-    raise TypeError
-
-
-def _bool(value: Any) -> bool:
-    if type(value) is bool:
-        return value
-    if type(value) is str and value in _BOOLS:
-        return _BOOLS[value]
-    raise TypeError
-
-
-def _timestamp(value: Any) -> datetime:
-    """ISO 8601 (no offset: UTC) or epoch seconds / milliseconds, as an instant in UTC."""
-    if type(value) is str:
-        if _INTEGER.fullmatch(value):
-            return _timestamp(int(value))
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise TypeError from None
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if type(value) is int or type(value) is float:
-        seconds = value / 1000 if abs(value) >= _EPOCH_MS_ABOVE else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            raise TypeError from None
-    raise TypeError
-
-
-def _date(value: Any) -> date:
-    if type(value) is not str:
-        raise TypeError
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise TypeError from None
-
-
-def _json(value: Any) -> Any:
-    if not isinstance(value, list | dict):
-        raise TypeError
-    return value
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "bigint": _bigint,
-    "double": _double,
-    "decimal": _decimal,
-    "text": _text,
-    "bool": _bool,
-    "timestamp": _timestamp,
-    "date": _date,
-    "json": _json,
-}
-
-
-def fits(value: Any, data_type: str | Column) -> bool:
-    """Whether a non-null API value converts to `data_type` (or a column's declared type, a
-    decimal's own digits included) without losing anything."""
-    convert = converter(data_type) if isinstance(data_type, Column) else CONVERTERS[data_type]
-    try:
-        convert(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -206,14 +41,6 @@ def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
         if value is _MISSING:
             return _MISSING
     return value
-
-
-def converter(column: Column) -> Callable[[Any], Any]:
-    """The lossless conversion to `column`'s declared type (a decimal's to its own digits)."""
-    if column.data_type == "decimal":
-        precision, scale = column.digits
-        return functools.partial(_decimal, precision=precision, scale=scale)
-    return CONVERTERS[column.data_type]
 
 
 def usable_id(value: Any) -> int | str | None:
@@ -277,7 +104,7 @@ class RecordGate:
                 c.api_path[1] if len(c.api_path) == 2 else None,
                 c.api_path if len(c.api_path) > 2 else None,
                 converter(c),
-                _AS_IS.get(c.data_type),
+                TYPES[c.data_type].exact,
                 c.nullable,
                 c.data_type,
             )

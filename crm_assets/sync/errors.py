@@ -8,8 +8,9 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.extract.exceptions import ResourceExtractionError
 from requests import HTTPError, RequestException
 
+from crm_assets.source.errors import CrmResponseError, where
 from crm_assets.source.http import RetryPolicy
-from crm_assets.source.paging import CrmResponseError, path_and_offset
+from crm_assets.source.schema import schema_path
 from crm_assets.sync.redaction import redact, variants
 
 
@@ -30,11 +31,6 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         pending += [getattr(current, "exception", None), current.__cause__, current.__context__]
 
 
-def _where(url: str | None) -> tuple[str, str]:
-    """(path, offset) of a request URL, never its query string."""
-    return path_and_offset(url) if url else ("?", "?")
-
-
 def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list[str]) -> str:
     """What failed, for which resource, at which offset, and what to do; never record contents."""
     chain = list(_chain(exc))
@@ -49,7 +45,7 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
     for error in chain:
         if isinstance(error, HTTPError) and error.response is not None:
             status = error.response.status_code
-            path, offset = _where(error.response.url)
+            path, offset = where(error.response.url)
             retried = (
                 f"gave up after {policy.max_attempts} attempts"
                 if status in policy.statuses
@@ -65,7 +61,7 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
             message = f"CRM resource {resource!r}: {error}."
             break
         if isinstance(error, RequestException):
-            path, offset = _where(error.request.url if error.request is not None else None)
+            path, offset = where(error.request.url if error.request is not None else None)
             message = (
                 f"CRM resource {resource!r}: GET {path} at offset {offset} failed with"
                 f" {type(error).__name__} after {policy.max_attempts} attempts."
@@ -80,7 +76,8 @@ def describe_sync_failure(exc: BaseException, policy: RetryPolicy, secrets: list
         message = (
             f"CRM resource {frozen.table_name!r}: undeclared field {field!r} changed type, and the"
             " schema contract freezes the types of loaded columns (dlt would add"
-            f" {frozen.column_name!r}). Declare the field in crm_assets/source/schema.py, or fix"
+            f" {frozen.column_name!r}). Declare it under {frozen.table_name!r} in the schema file"
+            f" {schema_path()} (crm-assets schema infer adds it from the API's records), or fix"
             " it at the source."
         )
     if step in ("extract", "normalize"):

@@ -35,6 +35,10 @@ _ABANDONED_AFTER_S = 24 * 3600  # a run's working directory left by a killed pro
 logger = logging.getLogger(__name__)
 
 
+class WarehouseBusyError(TimeoutError):
+    """The DuckDB file stayed locked by another process for all of `duckdb_lock_wait_s`."""
+
+
 def _sweep(folder: Path, older_than_s: float) -> None:
     """Removes what killed runs left in `folder` (each run removes its own when it ends)."""
     cutoff = time.time() - older_than_s
@@ -59,7 +63,7 @@ def open_duckdb(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyCo
             if _LOCK_HELD not in str(error):
                 raise
             if time.monotonic() >= deadline:
-                raise CrmConfigError(
+                raise WarehouseBusyError(
                     f"DuckDB file {path} is held by another process after waiting {wait_s:g} s"
                     f" ({str(error).split(': ', 2)[-1]}); close it or raise duckdb_lock_wait_s"
                 ) from None
@@ -247,7 +251,7 @@ class WarehouseResource(dg.ConfigurableResource):
         """A DuckDB connection for the demo's and tests' queries; closed on exit so dlt can
         write again. Everything else queries through `sql_client`, on any destination."""
         if not self.is_duckdb:
-            raise CrmConfigError(
+            raise NotImplementedError(
                 f"connect() opens the DuckDB file; on {self.destination} use sql_client()"
             )
         with self._duckdb(read_only) as connection:

@@ -100,16 +100,28 @@ def id_counts(client: SqlClientBase, table: str) -> tuple[int, int, int]:
     return rows, with_id, distinct
 
 
+def has_column(client: SqlClientBase, table: str, column: str) -> bool:
+    """Whether `table` exists in the client's dataset with `column`.
+
+    Asked of the catalog, not learnt from a failing query: dlt raises a missing column as the
+    same `DatabaseTerminalException` as a refused permission or a type error.
+    """
+    rows = client.execute_sql(
+        "select 1 from information_schema.columns"
+        " where table_schema = %s and table_name = %s and column_name = %s",
+        client.dataset_name,
+        table,
+        column,
+    )
+    return bool(rows)
+
+
 def newest(client: SqlClientBase, table: str, column: str) -> datetime | None:
-    """The largest value of a timestamp column (None: no table, no rows, or no such column)."""
-    if table not in existing_tables(client, [table]):
+    """The largest value of a timestamp column (None: no table, no rows, or no such column yet,
+    so the caller reads everything). Any other SQL error is raised."""
+    if not has_column(client, table, column):
         return None
     qualified = client.make_qualified_table_name(table)
-    try:
-        value = client.execute_sql(
-            f"select max({client.escape_column_name(column)}) from {qualified}"
-        )
-    except Exception:  # the column may not exist (yet): then read everything
-        return None
+    value = client.execute_sql(f"select max({client.escape_column_name(column)}) from {qualified}")
     found = value[0][0] if value else None
     return found if isinstance(found, datetime) else None

@@ -10,14 +10,15 @@ import yaml
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.http import RetryPolicy, build_session
 from crm_assets.source.inference import (
+    InferenceError,
     ResourceSample,
     flatten,
     infer_schema,
     observed_type,
     suggest_renames,
 )
-from crm_assets.source.records import fits
 from crm_assets.source.schema import SCHEMA_FILE, load_schema, parse_schema
+from crm_assets.source.types import fits
 from crm_assets_tests.conftest import REPO, TEST_KEY, SandboxFactory, Sync, check_result
 from crm_sandbox.runs import cli_env, venv_script
 
@@ -226,3 +227,36 @@ def test_infer_declares_ids_and_links_past_64_bits_as_whole_decimals() -> None:
     assert (columns["customer_id"]["data_type"], columns["customer_id"]["scale"]) == ("decimal", 0)
     assert observed_type(2**53 + 1) == "bigint"
     assert observed_type(2**63) == "decimal"
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("duplicate_ids", "repeat an id of the page"),
+        ("total_string", "no whole, non-negative 'total'"),
+    ],
+)
+def test_a_sample_refuses_the_pages_a_sync_refuses(
+    make_sandbox: SandboxFactory, kind: str, problem: str
+) -> None:
+    sandbox = make_sandbox(300)
+    sandbox.faults.serve_bad("contact", 100, kind)
+
+    with pytest.raises(InferenceError) as refused:
+        _infer(sandbox.base_url, max_pages=None)
+
+    assert str(refused.value).startswith("sample of 'contact': GET /v1/contact at offset 100")
+    assert problem in str(refused.value)
+    assert TEST_KEY not in str(refused.value)
+
+
+def test_a_sample_answered_with_an_error_status_names_it_without_the_key(
+    make_sandbox: SandboxFactory,
+) -> None:
+    sandbox = make_sandbox(300)
+    sandbox.faults.inject("lead", [404], offset=0)
+
+    with pytest.raises(
+        InferenceError, match=r"sample of 'lead' \(GET /v1/lead\) answered HTTP 404"
+    ):
+        _infer(sandbox.base_url)

@@ -1,5 +1,6 @@
 """Offset paging: page boundaries end to end, and malformed pages in narrow unit tests."""
 
+import copy
 import json
 from typing import Any
 
@@ -7,17 +8,15 @@ import dagster as dg
 import pytest
 from requests import Request, Response
 
-from crm_assets.source.paging import CrmOffsetPaginator, CrmResponseError
+from crm_assets.source.errors import CrmResponseError
+from crm_assets.source.ledger import SyncLedger
+from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync
+from crm_assets_tests.support import crm_response, failure_message, offsets
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 
 BOUNDARIES = {"account": 300, "contact": 250, "lead": 0, "opportunity": 1}
-
-
-def _offsets(sandbox: Any, resource: str) -> list[int]:
-    """Offsets requested, sorted: pages after the first are fetched concurrently."""
-    return sorted(r.offset for r in sandbox.faults.requests_for(resource) if r.offset is not None)
 
 
 def test_page_boundaries_exact_multiple_short_last_page_empty_and_single(
@@ -28,10 +27,10 @@ def test_page_boundaries_exact_multiple_short_last_page_empty_and_single(
     result = sync(sandbox)
 
     assert result.success
-    assert _offsets(sandbox, "account") == [0, 100, 200]  # no extra request past the total
-    assert _offsets(sandbox, "contact") == [0, 100, 200]
-    assert _offsets(sandbox, "lead") == [0]
-    assert _offsets(sandbox, "opportunity") == [0]
+    assert offsets(sandbox, "account") == [0, 100, 200]  # no extra request past the total
+    assert offsets(sandbox, "contact") == [0, 100, 200]
+    assert offsets(sandbox, "lead") == [0]
+    assert offsets(sandbox, "opportunity") == [0]
     for name in ("account", "contact", "opportunity"):
         assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
     metadata = {
@@ -57,16 +56,13 @@ def test_a_server_that_caps_the_page_size_loses_no_records(
     assert sync(sandbox, selection="crm/account", page_size=page_size).success
 
     assert_same_records(sandbox.store.records("account"), warehouse_records(warehouse, "account"))
-    assert _offsets(sandbox, "account") == list(range(0, 330, server_cap))
+    assert offsets(sandbox, "account") == list(range(0, 330, server_cap))
     assert {r.limit for r in sandbox.faults.requests_for("account")} == {page_size}
 
 
 def _response(body: Any, offset: int = 0) -> Response:
-    response = Response()
-    response.status_code = 200
-    response._content = json.dumps(body).encode()
-    response.url = f"http://127.0.0.1:1/v1/account?offset={offset}&limit=100&api_key=k"
-    return response
+    url = f"http://127.0.0.1:1/v1/account?offset={offset}&limit=100&api_key=k"
+    return crm_response(json.dumps(body).encode(), url)
 
 
 def _paginator_at(offset: int) -> CrmOffsetPaginator:
@@ -74,6 +70,16 @@ def _paginator_at(offset: int) -> CrmOffsetPaginator:
     paginator.init_request(Request("GET", "http://127.0.0.1:1/v1/account"))
     paginator.current_value = offset
     return paginator
+
+
+def test_a_paginator_copied_as_dlt_copies_it_reports_totals_to_the_syncs_ledger() -> None:
+    ledger = SyncLedger()
+    paginator = CrmOffsetPaginator(limit=100, ledger=ledger["account"])
+
+    copy.deepcopy(paginator).update_state(_response({"data": [{"id": 1}], "total": 150}))
+    paginator.update_state(_response({"data": [{"id": 2}], "total": 140}, offset=1))
+
+    assert ledger["account"].totals == [150, 140]
 
 
 def test_paginator_advances_by_records_received_and_stops_at_total() -> None:
@@ -161,11 +167,11 @@ def test_a_page_that_repeats_the_one_before_is_refused() -> None:
         idless.update_state(_response({"data": [{"x": 1}, {"x": 1}], "total": 6}, offset))
 
 
-def _failure(result: dg.ExecuteInProcessResult) -> str:
-    """The message of the sync's error (the run failed)."""
-    assert not result.success
-    (failure,) = result.get_step_failure_events()
-    return str(failure.step_failure_data.error.cause.message)
+def _column(warehouse: WarehouseResource, table: str, column: str) -> Any:
+    """`column` of record 7 in the warehouse (it fails the test when the row is missing)."""
+    with warehouse.connect() as connection:
+        (value,) = connection.execute(f"select {column} from crm.{table} where id = 7").fetchall()
+    return value[0]
 
 
 def test_a_sync_against_a_total_beyond_the_limit_fails_and_loads_nothing(
@@ -173,16 +179,16 @@ def test_a_sync_against_a_total_beyond_the_limit_fails_and_loads_nothing(
 ) -> None:
     sandbox = make_sandbox(120)
     assert sync(sandbox, "crm/lead").success
+    good = _column(warehouse, "lead", "status")
     sandbox.store.update("lead", 7, {"status": "changed"})
 
     failed = sync(sandbox, "crm/lead", max_records_per_resource=100)
 
-    message = _failure(failed)
+    message = failure_message(failed)
     assert "GET /v1/lead at offset 0: 'total' 120 is more than the 100 records" in message
     assert "Nothing was loaded" in message
-    with warehouse.connect() as connection:
-        status = connection.execute("select status from crm.lead where id = 7").fetchone()
-    assert status != ("changed",)
+    assert good != "changed"
+    assert _column(warehouse, "lead", "status") == good
 
 
 def test_a_server_that_serves_a_page_twice_fails_the_sync_and_loads_nothing(
@@ -190,13 +196,13 @@ def test_a_server_that_serves_a_page_twice_fails_the_sync_and_loads_nothing(
 ) -> None:
     sandbox = make_sandbox(350)
     assert sync(sandbox, "crm/contact").success
+    good = _column(warehouse, "contact", "title")
     sandbox.store.update("contact", 7, {"title": "changed"})
     sandbox.faults.skip_page("contact", 100)  # 200-299 at offset 100, and again at 200
 
     failed = sync(sandbox, "crm/contact")
 
-    message = _failure(failed)
+    message = failure_message(failed)
     assert "GET /v1/contact at offset 200: the page repeats the one before it" in message
-    with warehouse.connect() as connection:
-        title = connection.execute("select title from crm.contact where id = 7").fetchone()
-    assert title != ("changed",)
+    assert good != "changed"
+    assert _column(warehouse, "contact", "title") == good

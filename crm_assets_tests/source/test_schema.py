@@ -1,21 +1,25 @@
 """The declared schema in the warehouse: exact columns and types, neutral names, empty tables."""
 
+import duckdb
+import pyarrow as pa
+
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.schema import crm_schema, declared_columns, rename_map
+from crm_assets.source.schema import Column, crm_schema, declared_columns, rename_map
+from crm_assets.source.types import arrow_type
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync
 
-DUCKDB_TYPES = {
-    "bigint": "BIGINT",
-    "double": "DOUBLE",
-    "decimal": "DECIMAL(38,9)",
-    "text": "VARCHAR",
-    "bool": "BOOLEAN",
-    "timestamp": "TIMESTAMP WITH TIME ZONE",
-    "date": "DATE",
-    "json": "JSON",
-}
 DLT_COLUMNS = {"_dlt_load_id": "VARCHAR", "_dlt_id": "VARCHAR"}
+
+
+def _duckdb_types(columns: tuple[Column, ...]) -> dict[str, str]:
+    """The types DuckDB gives the declared columns' arrow types (types.py): a table and the arrow
+    batches loaded into it agree. A json column's arrow text goes to dlt's JSON column."""
+    batch = pa.schema([pa.field(c.name, arrow_type(c)) for c in columns]).empty_table()
+    with duckdb.connect() as connection:
+        relation = connection.from_arrow(batch)
+        types = dict(zip(relation.columns, map(str, relation.types), strict=True))
+    return {c.name: "JSON" if c.data_type == "json" else types[c.name] for c in columns}
 
 
 def _columns(warehouse: WarehouseResource, table: str) -> dict[str, tuple[str, str]]:
@@ -45,7 +49,7 @@ def test_tables_have_exactly_the_declared_columns_and_types_even_all_null_or_emp
     assert sync(sandbox).success
 
     for name in crm_resource_names():
-        expected = {c.name: DUCKDB_TYPES[c.data_type] for c in declared_columns(name)}
+        expected = _duckdb_types(declared_columns(name))
         actual = _columns(warehouse, name)
         assert {column: t for column, (t, _) in actual.items()} == expected | DLT_COLUMNS, name
         assert actual["id"][1] == "NO"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crm_assets.source.config import CrmConfigError
-from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets.warehouse.resource import WarehouseBusyError, WarehouseResource
 
 
 @pytest.mark.parametrize("stem", ["crm", "analytics"])
@@ -60,7 +60,7 @@ def test_a_file_held_too_long_fails_naming_file_and_setting(tmp_path: Path) -> N
     warehouse = WarehouseResource(duckdb_path=str(tmp_path / "wh.duckdb"), duckdb_lock_wait_s=0.3)
     holder = _hold_lock(warehouse.path, 30)
     try:
-        with pytest.raises(CrmConfigError) as raised, warehouse.connect(read_only=False):
+        with pytest.raises(WarehouseBusyError) as raised, warehouse.connect(read_only=False):
             pass
     finally:
         holder.kill()
@@ -70,3 +70,9 @@ def test_a_file_held_too_long_fails_naming_file_and_setting(tmp_path: Path) -> N
     assert "another process" in message
     assert "duckdb_lock_wait_s" in message
     assert f"PID {holder.pid}" in message
+
+
+def test_connect_on_postgres_points_to_sql_client_and_blames_no_setting() -> None:
+    warehouse = WarehouseResource(destination="postgres", postgres_url="postgresql://h/db")
+    with pytest.raises(NotImplementedError, match="use sql_client"), warehouse.connect():
+        pass

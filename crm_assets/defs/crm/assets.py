@@ -1,6 +1,6 @@
 """The CRM tables as Dagster assets: one subsettable multi-asset over the seed's dlt source.
 
-It is what `@dlt_assets` builds (`build_dlt_asset_specs` + `multi_asset`), plus check specs,
+It is what `@dlt_assets` builds (the translator's specs + `multi_asset`), plus check specs,
 so the sync step can report the checks only it can judge: reconciliation, deletions, rejects.
 """
 
@@ -10,13 +10,15 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import dagster as dg
-import dlt
-from dagster_dlt import DagsterDltResource, build_dlt_asset_specs
+from dagster_dlt import DagsterDltResource
+from dagster_dlt.translator import DltResourceTranslatorData
+from dlt import Pipeline
+from dlt import pipeline as dlt_pipeline
 from dlt.pipeline.exceptions import PipelineStepFailed
 from pydantic import Field
 
 from crm_assets.defs.crm.checks import DeletionMarks, sync_check_results, sync_check_specs
-from crm_assets.defs.crm.metadata import column_schema
+from crm_assets.defs.crm.metadata import column_schema, table_metadata
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import CrmTranslator, asset_key
 from crm_assets.source.batches import QUARANTINE_TABLE
@@ -41,10 +43,8 @@ from crm_assets.warehouse.tables import (
     row_counts,
 )
 
-_DLT_META = "dagster_dlt/"
 
-
-def _last_load_id(pipeline: dlt.Pipeline) -> str | None:
+def _last_load_id(pipeline: Pipeline) -> str | None:
     trace = pipeline.last_trace
     load_info = trace.last_load_info if trace else None
     return load_info.loads_ids[-1] if load_info and load_info.loads_ids else None
@@ -88,7 +88,7 @@ class _Read:
 def _finish_sync(
     context: dg.AssetExecutionContext,
     reads: dict[str, _Read],
-    pipeline: dlt.Pipeline,
+    pipeline: Pipeline,
     ledger: SyncLedger,
     api_totals: dict[str, int | None] | None,
     table_name: Callable[[str], str],
@@ -116,16 +116,17 @@ def _finish_sync(
                 reconciliation = reconciliation.after_incremental(live, api_totals.get(table))
             if read.rereads:
                 reconciliation = reconciliation.after_rereads(read.rereads)
+            columns = column_schema(table, pipeline.default_schema.get_table_columns(table))
             metadata = {
                 # dagster-dlt's own entries (load-job JSON with local paths, timestamps, the
                 # destination's class) say nothing a user acts on: only its row count stays.
                 "rows_loaded": (read.result.metadata or {}).get(
                     "rows_loaded", dg.MetadataValue.int(0)
                 ),
-                "dagster/row_count": dg.MetadataValue.int(rows),
+                **table_metadata(table_name(table), columns, row_count=rows),
                 "live_rows": dg.MetadataValue.int(live),
                 "records_received": dg.MetadataValue.int(seen.received),
-                "records_quarantined": dg.MetadataValue.int(seen.quarantined),
+                "records_quarantined": dg.MetadataValue.int(seen.withheld),
                 "values_set_aside": dg.MetadataValue.int(seen.values_set_aside),
                 "records_without_id": dg.MetadataValue.int(seen.without_id),
                 "api_total": reconciliation.api_total,
@@ -133,21 +134,17 @@ def _finish_sync(
                 "rereads": dg.MetadataValue.int(len(read.rereads)),
                 "newly_marked_deleted": marks.newly,
                 "dlt_load_id": dg.MetadataValue.text(read.load_id or "none: nothing loaded"),
-                "dagster/table_name": dg.MetadataValue.text(table_name(table)),
-                "dagster/column_schema": column_schema(
-                    table, pipeline.default_schema.get_table_columns(table)
-                ),
             }
             if read.rereads:
                 metadata["reread_because"] = dg.MetadataValue.text("; ".join(read.rereads))
-            yield read.result._replace(metadata=metadata)
+            yield dg.MaterializeResult(asset_key=read.result.asset_key, metadata=metadata)
             yield from sync_check_results(
                 seen, reconciliation, marks, set(context.selected_asset_check_keys)
             )
 
 
 def _shifted(
-    pipeline: dlt.Pipeline, ledger: SyncLedger, reads: dict[str, _Read], tables: list[str]
+    pipeline: Pipeline, ledger: SyncLedger, reads: dict[str, _Read], tables: list[str]
 ) -> dict[str, str]:
     """The tables of this read whose API list moved under it, and why (see `shifted`)."""
     with pipeline.sql_client() as client:
@@ -158,7 +155,7 @@ def _shifted(
         }
 
 
-def _forget_quarantine(pipeline: dlt.Pipeline, table: str, load_id: str | None) -> None:
+def _forget_quarantine(pipeline: Pipeline, table: str, load_id: str | None) -> None:
     """Drops what a read that is about to be repeated set aside: the re-read sets it aside
     again, and `_quarantine` keeps each rejection once per sync."""
     if load_id:
@@ -167,7 +164,7 @@ def _forget_quarantine(pipeline: dlt.Pipeline, table: str, load_id: str | None) 
 
 
 def _sync(
-    pipeline: dlt.Pipeline,
+    pipeline: Pipeline,
     context: dg.AssetExecutionContext,
     config: CrmSyncConfig,
     dlt: DagsterDltResource,
@@ -241,21 +238,19 @@ def build_crm_assets(
     """
     target = target or WarehouseResource()
     translator = CrmTranslator(freshness_policy, target.table_name)
+    placeholder = dlt_pipeline(
+        pipeline_name=PIPELINE_NAME,
+        destination=target.destination,
+        dataset_name=target.dataset_name,
+    )
+    # The translator itself rather than `build_dlt_asset_specs`, which adds the source, pipeline
+    # and translator as metadata for `dlt.run` to find (the UI shows "(unserializable)"): our
+    # run hands them over itself.
     specs = [
-        # dagster-dlt hands the source, pipeline and translator to its run through metadata the
-        # UI shows as "(unserializable)"; our run passes them itself.
-        spec.replace_attributes(
-            metadata={k: v for k, v in spec.metadata.items() if not k.startswith(_DLT_META)}
+        translator.get_asset_spec(
+            DltResourceTranslatorData(resource=resource, pipeline=placeholder)
         )
-        for spec in build_dlt_asset_specs(
-            dlt_source=crm_source("http://crm.invalid", "placeholder"),
-            dlt_pipeline=dlt.pipeline(
-                pipeline_name=PIPELINE_NAME,
-                destination=target.destination,
-                dataset_name=target.dataset_name,
-            ),
-            dagster_dlt_translator=translator,
-        )
+        for resource in crm_source("http://crm.invalid", "placeholder").selected_resources.values()
     ]
 
     @dg.multi_asset(
@@ -281,6 +276,8 @@ def build_crm_assets(
             except PipelineStepFailed as failure:
                 problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)
             except Exception as error:
+                # Broad on purpose: any error (dlt's, a driver's, ours) may quote the API key or
+                # the warehouse password; one that quotes neither is re-raised as it is.
                 problem = leaked_secret(error, secrets)
                 if problem is None:
                     raise

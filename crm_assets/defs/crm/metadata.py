@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from crm_assets.source.schema import DECIMAL_PRECISION, DECIMAL_SCALE, declared_columns
+from crm_assets.source.types import TYPES
 
 UNDECLARED = "Not in the declared schema: dlt added it from the API's records"
 _DLT_COLUMNS = {
@@ -18,17 +19,22 @@ _DLT_COLUMNS = {
 
 def display_type(data_type: str, precision: int | None = None, scale: int | None = None) -> str:
     """dlt's type as a reader of the table needs it: a decimal's precision, a timestamp's zone."""
-    if data_type == "decimal":
-        return (
-            f"decimal({precision or DECIMAL_PRECISION},{DECIMAL_SCALE if scale is None else scale})"
-        )
-    if data_type == "timestamp":
-        return "timestamp with time zone"
-    return data_type
+    known = TYPES.get(data_type)
+    if known is None:
+        return data_type  # a type dlt gave an undeclared column, and no declared one has
+    return known.display.format(
+        precision=precision or DECIMAL_PRECISION, scale=DECIMAL_SCALE if scale is None else scale
+    )
 
 
-def column_schema(resource: str, loaded: Mapping[str, Mapping[str, Any]]) -> dg.TableSchema:
-    """Declared columns with descriptions, then any undeclared ones dlt added, for the UI."""
+def column_schema(
+    resource: str, loaded: Mapping[str, Mapping[str, Any]] | None = None
+) -> dg.TableSchema:
+    """Declared columns with descriptions, then the undeclared ones dlt added (`loaded`: its
+    columns of the table, None before any load) and dlt's own row columns, for the UI."""
+    loaded = dict(loaded or {})
+    for name in _DLT_COLUMNS:  # in every table, but dlt's schema has no type for them mid-run
+        loaded.setdefault(name, {"data_type": "text"})
     declared = declared_columns(resource)
     names = {c.name for c in declared}
     return dg.TableSchema(
@@ -36,7 +42,8 @@ def column_schema(resource: str, loaded: Mapping[str, Mapping[str, Any]]) -> dg.
             *(
                 dg.TableColumn(
                     name=c.name,
-                    type=display_type(c.data_type),
+                    # a decimal id keeps no decimals (batches.py)
+                    type=display_type(c.data_type, c.precision, 0 if c.is_primary_key else c.scale),
                     description=c.description or None,
                     constraints=dg.TableColumnConstraints(
                         nullable=c.nullable, unique=c.name == "id"
@@ -59,3 +66,16 @@ def column_schema(resource: str, loaded: Mapping[str, Mapping[str, Any]]) -> dg.
             ),
         ]
     )
+
+
+def table_metadata(
+    table_name: str | None, columns: dg.TableSchema, row_count: int | None = None
+) -> dict[str, str | int | dg.TableSchema]:
+    """The entries Dagster's UI shows as a table's Storage, Columns and Row count, as
+    `TableMetadataSet` writes them: `dagster` 1.13 keeps that class private."""
+    entries: dict[str, str | int | dg.TableSchema] = {"dagster/column_schema": columns}
+    if table_name is not None:
+        entries["dagster/table_name"] = table_name
+    if row_count is not None:
+        entries["dagster/row_count"] = row_count
+    return entries

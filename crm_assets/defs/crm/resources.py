@@ -19,9 +19,8 @@ from crm_assets.source.contract import (
     SyncOptions,
     crm_source,
 )
-from crm_assets.source.http import RetryPolicy, build_session
+from crm_assets.source.http import RetryPolicy, build_session, install_prefetcher
 from crm_assets.source.ledger import SyncLedger
-from crm_assets.source.prefetch import install
 from crm_assets.source.ratelimit import RateLimiter
 
 
@@ -133,7 +132,7 @@ class CrmApiResource(dg.ConfigurableResource):
         )
         concurrent = self.max_concurrent_requests > 1
         prefetcher = (
-            install(session, self.max_concurrent_requests, timeout_s=self.timeout_s)
+            install_prefetcher(session, self.max_concurrent_requests, self.timeout_s)
             if concurrent
             else None
         )

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from crm_assets.defs.crm.metadata import column_schema, table_metadata
 from crm_assets.source.contract import endpoint_path
 
 ASSET_PREFIX = "crm"
@@ -32,7 +33,8 @@ def api_asset_key(resource_name: str) -> dg.AssetKey:
 class CrmTranslator(DagsterDltTranslator):
     """Keys `crm/<resource>` in group `crm`, each fed by the external `crm_api/<resource>_endpoint`.
 
-    `table_name` gives the warehouse relation a table lands in (the UI's Storage line).
+    `table_name` gives the warehouse relation a table lands in (the UI's Storage line); the
+    declared columns are known before any load, so the UI lists them from the start.
     """
 
     freshness_policy: dg.FreshnessPolicy | None = None
@@ -41,9 +43,8 @@ class CrmTranslator(DagsterDltTranslator):
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         name = data.resource.name
         spec = super().get_asset_spec(data)
-        metadata = dict(spec.metadata)
-        if self.table_name is not None:
-            metadata["dagster/table_name"] = self.table_name(name)
+        table_name = self.table_name(name) if self.table_name is not None else None
+        metadata = {**spec.metadata, **table_metadata(table_name, column_schema(name))}
         return spec.replace_attributes(
             key=asset_key(name),
             deps=[api_asset_key(name)],

@@ -1,36 +1,13 @@
 """The account summary model equals an independent computation on the sandbox's records."""
 
-from collections import Counter, defaultdict
-from decimal import Decimal
 from pathlib import Path
 
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
 from crm_assets.warehouse.models import account_summary_coverage
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync, on_each_destination
+from crm_assets_tests.support import expected_summary
 from crm_assets_tests.warehouse_rows import account_summary_rows
-from crm_sandbox import CrmStore
-
-
-def expected_summary(store: CrmStore) -> dict[int, tuple]:
-    accounts = {a["id"]: a for a in store.records("account")}
-    contacts = Counter(c["account_id"] for c in store.records("contact"))
-    open_count: Counter[int] = Counter()
-    open_amount: dict[int, Decimal] = defaultdict(Decimal)
-    other: Counter[int] = Counter()
-    for deal in store.records("opportunity"):
-        account = accounts.get(deal["customer_id"])
-        if account is None or deal["is_closed"]:
-            continue
-        open_count[account["id"]] += 1
-        if deal["currency"] == account["currency"]:
-            open_amount[account["id"]] += Decimal(str(deal["amount"]))
-        else:
-            other[account["id"]] += 1
-    return {
-        i: (a["name"], contacts[i], open_count[i], open_amount[i], other[i])
-        for i, a in accounts.items()
-    }
 
 
 @on_each_destination

@@ -8,6 +8,7 @@ import dagster as dg
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, on_each_destination
+from crm_assets_tests.support import failure_message
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox import SandboxServer
 
@@ -63,6 +64,7 @@ def test_materializations_carry_rows_schema_and_table(
     assert columns["id"] == "bigint"
     assert columns["annual_revenue"] == "decimal(38,9)"
     assert {"name", "status", "updated_at", "address__city"} <= set(columns)
+    assert list(columns)[-2:] == ["_dlt_load_id", "_dlt_id"]  # in every table, as before a load
 
 
 @on_each_destination
@@ -145,8 +147,7 @@ def test_a_locked_warehouse_fails_with_the_reason(
         holder.execute("rollback")
 
     assert not result.success
-    (failure,) = result.get_step_failure_events()
-    message = failure.step_failure_data.error.cause.message
+    message = failure_message(result)
     assert "CRM sync failed in dlt step" in message
     assert TEST_KEY not in message
     assert _count(warehouse, "lead") == (250, 250)

@@ -4,9 +4,16 @@ from typing import Any
 
 import dagster as dg
 
+from crm_assets.source.batches import QUARANTINE_TABLE
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import SandboxFactory, Sync, check_result, on_each_destination
+from crm_assets_tests.conftest import (
+    SandboxFactory,
+    Sync,
+    check_result,
+    materialization_metadata,
+    on_each_destination,
+)
 from crm_sandbox import SandboxServer
 
 SYNC_CHECKS = ("reconciled_with_api", "gone_upstream", "no_schema_drift")
@@ -111,3 +118,31 @@ def test_table_checks_fail_when_the_table_does_not_exist(
         evaluation = check_result(result, "account", name)
         assert not evaluation.passed
         assert evaluation.description == "table 'account' does not exist in the warehouse"
+
+
+@on_each_destination
+def test_records_quarantined_is_every_record_the_sync_withheld_whole(
+    make_sandbox: SandboxFactory, sync: Sync, warehouse: WarehouseResource
+) -> None:
+    sandbox = make_sandbox(120)
+    sandbox.store.put_raw("opportunity", {"name": "no id", "amount": 10})
+    sandbox.store.put_raw("opportunity", {"id": "", "name": "empty id"})
+    sandbox.store.update("opportunity", 5, {"amount": "n/a"})  # strict: withheld, id and all
+
+    result = sync(sandbox, "crm/opportunity", schema_enforcement="strict")
+
+    assert not result.success  # the table is short of the API: the blocking check fails
+    with warehouse.sql_client() as client:
+        quarantine = client.make_qualified_table_name(QUARANTINE_TABLE)
+        ((whole, idless),) = client.execute_sql(
+            f"select count(*), count(*) - count(record_id) from {quarantine}"
+            " where resource = %s and field is null",
+            "opportunity",
+        )
+    assert (whole, idless) == (3, 2)
+    metadata = materialization_metadata(result, "opportunity")
+    assert (metadata["records_quarantined"], metadata["records_without_id"]) == (whole, idless)
+    for check in ("reconciled_with_api", "no_schema_drift"):
+        assert (
+            check_result(result, "opportunity", check).metadata["records_withheld"].value == whole
+        )

@@ -32,7 +32,7 @@ from crm_assets_tests.conftest import (
     sandbox_cli_env,
     warehouse_env,
 )
-from crm_assets_tests.defs.analytics.test_assets import expected_summary
+from crm_assets_tests.support import expected_summary
 from crm_assets_tests.warehouse_rows import account_summary_rows
 from crm_sandbox import CrmStore, SandboxServer
 

@@ -13,7 +13,7 @@ from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.schema import declared_columns
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync, check_result
-from crm_assets_tests.defs.analytics.test_assets import expected_summary
+from crm_assets_tests.support import expected_summary
 from crm_sandbox import CrmStore
 
 SIZES = {"account": 120, "contact": 150, "lead": 90, "opportunity": 160}

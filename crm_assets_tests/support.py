@@ -1,0 +1,86 @@
+"""Helpers several test modules share: what a failed run said, what the sandbox was asked, pages
+built by hand, and the account summary computed in Python."""
+
+import io
+import time
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import pytest
+from requests import Request
+
+from crm_assets.source.response import CrmResponse
+from crm_assets_tests.conftest import TEST_KEY
+from crm_sandbox import CrmStore, SandboxServer
+
+FAST = {"backoff_factor": 0.05}  # waits 0.05 s, 0.1 s, 0.2 s
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The messages of the step's error and everything chained to it."""
+    (failure,) = result.get_step_failure_events()
+    error, messages = failure.step_failure_data.error, []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause or error.context
+    return "\n".join(messages)
+
+
+def assert_key_nowhere(result: dg.ExecuteInProcessResult, caplog: pytest.LogCaptureFixture) -> None:
+    assert all(TEST_KEY not in repr(event) for event in result.all_events)
+    assert TEST_KEY not in caplog.text
+
+
+def statuses_at(sandbox: SandboxServer, resource: str, offset: int) -> list[int]:
+    return [r.status for r in sandbox.faults.requests_for(resource) if r.offset == offset]
+
+
+def crm_response(
+    body: bytes,
+    url: str = "http://127.0.0.1:1/v1/lead?offset=300&api_key=k",
+    content_type: str = "application/json",
+) -> CrmResponse:
+    """A `CrmResponse` holding `body`, as the adapter builds one, answering a GET of `url`."""
+    response = CrmResponse()
+    response.status_code = 200
+    response.headers["content-type"] = content_type
+    response.raw = io.BytesIO(body)
+    response.request = Request("GET", url).prepare()
+    response.url = url
+    return response
+
+
+def recorded_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """From now on, the waits asked of `time.sleep` (dlt's retry waits through it) are recorded
+    and not waited. Call it once the sandbox runs: its start-up polls with `time.sleep`."""
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    return waits
+
+
+def offsets(sandbox: Any, resource: str) -> list[int]:
+    """Offsets requested of `resource`, sorted: pages after the first are fetched concurrently."""
+    return sorted(r.offset for r in sandbox.faults.requests_for(resource) if r.offset is not None)
+
+
+def expected_summary(store: CrmStore) -> dict[int, tuple]:
+    accounts = {a["id"]: a for a in store.records("account")}
+    contacts = Counter(c["account_id"] for c in store.records("contact"))
+    open_count: Counter[int] = Counter()
+    open_amount: dict[int, Decimal] = defaultdict(Decimal)
+    other: Counter[int] = Counter()
+    for deal in store.records("opportunity"):
+        account = accounts.get(deal["customer_id"])
+        if account is None or deal["is_closed"]:
+            continue
+        open_count[account["id"]] += 1
+        if deal["currency"] == account["currency"]:
+            open_amount[account["id"]] += Decimal(str(deal["amount"]))
+        else:
+            other[account["id"]] += 1
+    return {
+        i: (a["name"], contacts[i], open_count[i], open_amount[i], other[i])
+        for i, a in accounts.items()
+    }
