@@ -208,23 +208,45 @@ def crm_assets_def() -> dg.AssetsDefinition:
 Sync = Callable[..., dg.ExecuteInProcessResult]
 
 
+def crm_resources(
+    base_url: str, warehouse: WarehouseResource, **api: Any
+) -> dict[str, dg.ConfigurableResource]:
+    """The resources a CRM run binds: dlt, the API at `base_url` (settings overridable), the
+    warehouse."""
+    return {
+        "dlt": DagsterDltResource(),
+        "crm_api": CrmApiResource(base_url=base_url, api_key=TEST_KEY, **api),
+        "warehouse": warehouse,
+    }
+
+
+def materialize(
+    definitions: list[Any],
+    sandbox: SandboxServer,
+    warehouse: WarehouseResource,
+    selection: object = None,
+    mode: str | None = None,
+    instance: dg.DagsterInstance | None = None,
+    **api: Any,
+) -> dg.ExecuteInProcessResult:
+    """One in-process run of `definitions` against `sandbox` into `warehouse`; a failed run is
+    returned, not raised. `mode` is the sync's (full, incremental)."""
+    run_config = {"ops": {"crm_sync": {"config": {"mode": mode}}}} if mode else None
+    return dg.materialize(
+        definitions,
+        resources=crm_resources(sandbox.base_url, warehouse, **api),
+        selection=selection,  # type: ignore[arg-type]
+        run_config=run_config,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
 def _materializer(definitions: list[dg.AssetsDefinition], warehouse: WarehouseResource) -> Sync:
     def run(
         sandbox: SandboxServer, selection: object = None, mode: str | None = None, **api: object
     ) -> dg.ExecuteInProcessResult:
-        settings = {"base_url": sandbox.base_url, "api_key": TEST_KEY, **api}
-        run_config = {"ops": {"crm_sync": {"config": {"mode": mode}}}} if mode else None
-        return dg.materialize(
-            definitions,
-            resources={
-                "dlt": DagsterDltResource(),
-                "crm_api": CrmApiResource(**settings),
-                "warehouse": warehouse,
-            },
-            selection=selection,  # type: ignore[arg-type]
-            run_config=run_config,
-            raise_on_error=False,
-        )
+        return materialize(definitions, sandbox, warehouse, selection, mode, **api)
 
     return run
 

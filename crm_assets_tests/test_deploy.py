@@ -19,10 +19,8 @@ import psycopg2
 import pytest
 import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
-from dagster_dlt import DagsterDltResource
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
-from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
@@ -32,6 +30,7 @@ from crm_assets_tests.conftest import (
     SandboxFactory,
     cli_materialize,
     free_port,
+    materialize,
     postgres_url,
     warehouse_env,
 )
@@ -85,15 +84,8 @@ def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        result = dg.materialize(
-            [crm_assets_def],
-            instance=instance,
-            resources={
-                "dlt": DagsterDltResource(),
-                "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
-                "warehouse": WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb")),
-            },
-        )
+        warehouse = WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb"))
+        result = materialize([crm_assets_def], sandbox, warehouse, instance=instance)
         assert result.success
         materialization = instance.get_latest_materialization_event(asset_key("contact"))
 

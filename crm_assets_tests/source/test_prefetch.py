@@ -8,16 +8,14 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from dagster_dlt import DagsterDltResource
 from requests import PreparedRequest, Request, Response
 
-from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.source import prefetch
 from crm_assets.source.http import RetryPolicy, build_session, install_prefetcher
 from crm_assets.source.prefetch import PagePrefetcher, with_offset
 from crm_assets.source.ratelimit import RateLimiter
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, check_result
+from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, check_result, materialize
 from crm_assets_tests.support import crm_response, offsets, recorded_waits, statuses_at
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 
@@ -361,15 +359,10 @@ def test_progress_is_logged_while_a_sync_runs(
     make_sandbox: SandboxFactory, crm_assets_def: dg.AssetsDefinition, warehouse: WarehouseResource
 ) -> None:
     sandbox = make_sandbox({"opportunity": 1500}, latency_ms=20)
-    api = CrmApiResource(
-        base_url=sandbox.base_url, api_key=TEST_KEY, progress_every_s=0.1, max_concurrent_requests=2
-    )
+    settings = {"progress_every_s": 0.1, "max_concurrent_requests": 2}
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [crm_assets_def],
-            resources={"dlt": DagsterDltResource(), "crm_api": api, "warehouse": warehouse},
-            selection="crm/opportunity",
-            instance=instance,
+        result = materialize(
+            [crm_assets_def], sandbox, warehouse, "crm/opportunity", instance=instance, **settings
         )
         messages = [e.user_message for e in instance.all_logs(result.run_id)]
     progress = [m for m in messages if m.startswith("sync progress")]

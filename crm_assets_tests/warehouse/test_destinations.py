@@ -10,14 +10,13 @@ from urllib.parse import quote, unquote, urlsplit
 import dagster as dg
 import psycopg2
 import pytest
-from dagster_dlt import DagsterDltResource
 
 import crm_assets.defs.crm.assets as sync_assets
-from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.source.config import CrmConfigError
 from crm_assets.warehouse.destinations import DESTINATIONS
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, postgres_url
+from crm_assets_tests.conftest import SandboxFactory, materialize, postgres_url
+from crm_assets_tests.support import failure_message
 from crm_sandbox import SandboxServer
 
 
@@ -172,12 +171,7 @@ def _materialize(
     warehouse: WarehouseResource,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        assets,
-        resources={
-            "dlt": DagsterDltResource(),
-            "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
-            "warehouse": warehouse,
-        },
-        raise_on_error=raise_on_error,
-    )
+    result = materialize(assets, sandbox, warehouse)
+    if raise_on_error and not result.success:
+        raise AssertionError(failure_message(result))
+    return result

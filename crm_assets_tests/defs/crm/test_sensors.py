@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import dagster as dg
 import pytest
-from dagster_dlt import DagsterDltResource
 
 from crm_assets.definitions import defs
 from crm_assets.defs.crm.resources import CrmApiResource
@@ -15,7 +14,8 @@ from crm_assets.defs.crm.sensors import build_crm_change_sensor, plan_tick
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.probe import Fingerprint, ProbeError
 from crm_assets.warehouse.resource import WarehouseResource
-from crm_assets_tests.conftest import TEST_KEY, SandboxFactory
+from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, materialize
+from crm_assets_tests.support import failure_message
 from crm_sandbox import SandboxServer
 
 ALL = ["account", "contact", "lead", "opportunity"]
@@ -56,7 +56,7 @@ def requested(result: dg.SensorResult) -> list[str]:
     return sorted(key.path[-1] for key in request.asset_selection or [])
 
 
-def materialize(
+def materialize_requested(
     crm_assets_def: dg.AssetsDefinition,
     sandbox: SandboxServer,
     instance: dg.DagsterInstance,
@@ -64,17 +64,9 @@ def materialize(
     names: list[str],
 ) -> None:
     """What the requested run does: sync those assets into the instance's history."""
-    result = dg.materialize(
-        [crm_assets_def],
-        instance=instance,
-        selection=[f"crm/{name}" for name in names],
-        resources={
-            "dlt": DagsterDltResource(),
-            "crm_api": CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY),
-            "warehouse": warehouse,
-        },
-    )
-    assert result.success
+    selection = [f"crm/{name}" for name in names]
+    result = materialize([crm_assets_def], sandbox, warehouse, selection, instance=instance)
+    assert result.success, failure_message(result)
 
 
 @pytest.fixture
@@ -88,7 +80,7 @@ def synced(
     sandbox = make_sandbox(120)
     ticker = Ticker(sandbox, instance)
     assert requested(ticker.tick()) == ALL
-    materialize(crm_assets_def, sandbox, instance, warehouse, ALL)
+    materialize_requested(crm_assets_def, sandbox, instance, warehouse, ALL)
     return sandbox, ticker
 
 
@@ -149,7 +141,7 @@ def test_without_a_sort_param_only_totals_are_seen(
     sandbox = make_sandbox(30)
     ticker = Ticker(sandbox, instance, newest_first_params={})
     ticker.tick()
-    materialize(crm_assets_def, sandbox, instance, warehouse, ALL)
+    materialize_requested(crm_assets_def, sandbox, instance, warehouse, ALL)
     sandbox.store.update("contact", 3, {"title": "CEO"})
 
     unseen = ticker.tick()
@@ -216,7 +208,7 @@ def test_stale_assets_are_refreshed_without_a_change(
     offset = [0.0]
     ticker = Ticker(sandbox, instance, clock=lambda: time.time() + offset[0])
     ticker.tick()
-    materialize(crm_assets_def, sandbox, instance, warehouse, ALL)
+    materialize_requested(crm_assets_def, sandbox, instance, warehouse, ALL)
     assert not ticker.tick().run_requests
 
     offset[0] = timedelta(hours=12, minutes=1).total_seconds()  # past the default warn window
