@@ -49,11 +49,14 @@ def _table_differences(
     for resource, record_id, field in quarantined:
         if resource == table and field is not None:
             nulls.setdefault(record_id, []).append(field)
-    upstream = [
-        {**r, **dict.fromkeys(nulls.get(str(r["id"]), []))}
-        for r in sandbox.store.records(table)
-        if "id" in r
-    ]
+    upstream = sorted(  # in id order, as the warehouse's rows are read
+        (
+            {**r, **dict.fromkeys(nulls.get(str(r["id"]), []))}
+            for r in sandbox.store.records(table)
+            if "id" in r
+        ),
+        key=lambda r: r["id"],
+    )
     upstream_ids = {r["id"] for r in upstream}
     with warehouse.connect() as connection:
         rows = connection.execute(f"select id, _deleted_at from crm.{table}").fetchall()
