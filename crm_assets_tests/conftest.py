@@ -215,7 +215,7 @@ def crm_resources(
     warehouse."""
     return {
         "dlt": DagsterDltResource(),
-        "crm_api": CrmApiResource(base_url=base_url, api_key=TEST_KEY, **api),
+        "crm_api": CrmApiResource(**{"base_url": base_url, "api_key": TEST_KEY, **api}),
         "warehouse": warehouse,
     }
 
