@@ -306,6 +306,8 @@ class GatedPages:
 
     def __call__(self, page: list[Any]) -> Iterator[Any]:
         ledger, batcher = self.gate.ledger, self.batcher
+        if isinstance(page, PageData):  # its `total`, already checked by the paginator
+            ledger.saw_total(page.response.json()["total"])
         for record in page:
             row = self.gate(record)
             if row is not None:

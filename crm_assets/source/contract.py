@@ -113,9 +113,7 @@ def _endpoint(name: str, options: SyncOptions) -> dict[str, Any]:
         "method": "GET",
         "data_selector": _records_path(),
         # {"type": "offset", "limit": page_size}, advancing by records received
-        "paginator": CrmOffsetPaginator(
-            options.page_size, options.ledger[name], options.max_records
-        ),
+        "paginator": CrmOffsetPaginator(options.page_size, options.max_records),
     }
     if params := _filter(name, options):
         endpoint["params"] = params

@@ -76,7 +76,7 @@ class Reconciliation:
 
 @dataclass
 class ResourceLedger:
-    """Counts for one resource; filled by the paginator (totals) and the record gate (records).
+    """Counts for one resource; filled by the record gate, page by page (totals, records).
 
     Nothing here grows with the records: ids are counted in the warehouse after the load, and
     rejections wait only until the sync streams them to `_quarantine`.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,17 +9,6 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Response
 
 from crm_assets.source.errors import CrmResponseError
-from crm_assets.source.ledger import ResourceLedger
-
-
-def _reporter(ledger: ResourceLedger) -> Callable[[int], None]:
-    """`ledger.saw_total` as a plain function. dlt deep-copies paginators, and `copy` keeps a
-    function as it is but copies a bound method's object: the totals would go to a copy."""
-
-    def saw_total(total: int) -> None:
-        ledger.saw_total(total)
-
-    return saw_total
 
 
 class CrmOffsetPaginator(OffsetPaginator):
@@ -31,11 +19,8 @@ class CrmOffsetPaginator(OffsetPaginator):
     (dlt's default) or quoting the page (dlt's message for a missing total).
     """
 
-    def __init__(
-        self, limit: int, ledger: ResourceLedger | None = None, max_records: int | None = None
-    ) -> None:
+    def __init__(self, limit: int, max_records: int | None = None) -> None:
         super().__init__(limit=limit, total_path="total")
-        self._saw_total = _reporter(ledger) if ledger is not None else None  # for reconciliation
         self.max_records = max_records  # a `total` beyond it is refused: paging would not end
         self._last_ids: list[Any] = []
 
@@ -77,7 +62,5 @@ class CrmOffsetPaginator(OffsetPaginator):
                 offset,
                 f"no records, though 'total' is {total:,}: more announced than paging reaches",
             )
-        if self._saw_total is not None:
-            self._saw_total(total)
         self.current_value = offset + received
         self._has_next_page = received > 0 and self.current_value < total

@@ -6,6 +6,7 @@ from dlt.extract.source import DltSource
 
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.source import contract
+from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets_tests.conftest import TEST_KEY
 from crm_sandbox import SandboxServer
@@ -68,3 +69,12 @@ def test_a_fifth_resource_is_one_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (
         contract.rest_api_config("http://x", "k")["resources"][-1]["endpoint"]["path"] == "/v1/task"
     )
+
+
+def test_every_page_tells_the_syncs_ledger_its_total(sandbox: SandboxServer) -> None:
+    ledger = SyncLedger()
+    source = contract.crm_source(sandbox.base_url, TEST_KEY, contract.SyncOptions(ledger=ledger))
+
+    assert _rows(source, "account") == 250
+    assert ledger["account"].totals == [250, 250, 250]
+    assert ledger["account"].received == 250

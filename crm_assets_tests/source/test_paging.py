@@ -1,6 +1,5 @@
 """Offset paging: page boundaries end to end, and malformed pages in narrow unit tests."""
 
-import copy
 import json
 from typing import Any
 
@@ -9,7 +8,6 @@ import pytest
 from requests import Request, Response
 
 from crm_assets.source.errors import CrmResponseError
-from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync
@@ -70,16 +68,6 @@ def _paginator_at(offset: int) -> CrmOffsetPaginator:
     paginator.init_request(Request("GET", "http://127.0.0.1:1/v1/account"))
     paginator.current_value = offset
     return paginator
-
-
-def test_a_paginator_copied_as_dlt_copies_it_reports_totals_to_the_syncs_ledger() -> None:
-    ledger = SyncLedger()
-    paginator = CrmOffsetPaginator(limit=100, ledger=ledger["account"])
-
-    copy.deepcopy(paginator).update_state(_response({"data": [{"id": 1}], "total": 150}))
-    paginator.update_state(_response({"data": [{"id": 2}], "total": 140}, offset=1))
-
-    assert ledger["account"].totals == [150, 140]
 
 
 def test_paginator_advances_by_records_received_and_stops_at_total() -> None:
