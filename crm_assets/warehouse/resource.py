@@ -8,12 +8,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 import dlt
 import duckdb
+from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.destinations.sql_client import SqlClientBase
 from pydantic import Field
 
@@ -233,10 +233,12 @@ class WarehouseResource(dg.ConfigurableResource):
         with self.open_pipeline() as pipeline, pipeline.sql_client() as client:
             yield client
 
-    def stored_columns(self, table: str) -> dict[str, Any]:
-        """A table's columns as the warehouse has them, in dlt's types ({} if no table)."""
+    @contextmanager
+    def destination_client(self) -> Iterator[SqlJobClientBase]:
+        """dlt's client on the CRM dataset: the tables as stored (`stored_columns`), and SQL
+        through its `sql_client`; one opening for several questions."""
         with self.open_pipeline() as pipeline, pipeline.destination_client() as client:
-            return dict(client.get_storage_table(table)[1])  # type: ignore[attr-defined]
+            yield client  # type: ignore[misc]
 
     @contextmanager
     def _duckdb(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:

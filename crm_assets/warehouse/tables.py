@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
+from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.destinations.sql_client import SqlClientBase
 
 from crm_assets.source.schema import DELETED_AT
@@ -125,3 +127,8 @@ def newest(client: SqlClientBase, table: str, column: str) -> datetime | None:
     value = client.execute_sql(f"select max({client.escape_column_name(column)}) from {qualified}")
     found = value[0][0] if value else None
     return found if isinstance(found, datetime) else None
+
+
+def stored_columns(client: SqlJobClientBase, table: str) -> dict[str, Any]:
+    """A table's columns as the warehouse has them, in dlt's types ({} if no table)."""
+    return dict(client.get_storage_table(table)[1])

@@ -4,6 +4,7 @@ It is what `@dlt_assets` builds (the translator's specs + `multi_asset`), plus c
 so the sync step can report the checks only it can judge: reconciliation, deletions, rejects.
 """
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from dagster_dlt import DagsterDltResource
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt import Pipeline
 from dlt import pipeline as dlt_pipeline
+from dlt.extract import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
 from pydantic import Field
 
@@ -227,6 +229,15 @@ def _sync(
     yield from _finish_sync(context, reads, pipeline, ledger, totals, warehouse.table_name)
 
 
+@functools.cache
+def _placeholder_resources(names: tuple[str, ...]) -> tuple[DltResource, ...]:
+    """The source's resources `names`, for the translator to name and describe: built once per
+    process, as Dagster loads the definitions several times per run. Their hints do not reach
+    the specs (the declared columns come from the schema file, read on each load)."""
+    resources = crm_source("http://crm.invalid", "placeholder").selected_resources
+    return tuple(resources[name] for name in names)
+
+
 def build_crm_assets(
     freshness_policy: dg.FreshnessPolicy | None = None,
     target: WarehouseResource | None = None,
@@ -250,7 +261,7 @@ def build_crm_assets(
         translator.get_asset_spec(
             DltResourceTranslatorData(resource=resource, pipeline=placeholder)
         )
-        for resource in crm_source("http://crm.invalid", "placeholder").selected_resources.values()
+        for resource in _placeholder_resources(tuple(crm_resource_names()))
     ]
 
     @dg.multi_asset(

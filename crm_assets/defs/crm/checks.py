@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from dlt.destinations.sql_client import SqlClientBase
 
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.source.ledger import Reconciliation, ResourceLedger
 from crm_assets.source.schema import declared_columns
 from crm_assets.warehouse.resource import WAREHOUSE_POOL, WarehouseResource
-from crm_assets.warehouse.tables import id_counts
+from crm_assets.warehouse.tables import id_counts, stored_columns
 
 RECONCILED = "reconciled_with_api"
 GONE_UPSTREAM = "gone_upstream"
@@ -131,12 +132,10 @@ def sync_check_results(
     yield from (r for r in results if dg.AssetCheckKey(key, r.check_name) in selected)
 
 
-def _id_check(warehouse: WarehouseResource, resource: str) -> dg.AssetCheckResult:
-    key = asset_key(resource)
-    with warehouse.sql_client() as client:
-        rows, with_id, distinct = id_counts(client, resource)
+def _id_check(client: SqlClientBase, resource: str) -> dg.AssetCheckResult:
+    rows, with_id, distinct = id_counts(client, resource)
     return dg.AssetCheckResult(
-        asset_key=key,
+        asset_key=asset_key(resource),
         check_name=ID_UNIQUE,
         passed=rows == with_id == distinct,
         metadata={"rows": rows, "null_ids": rows - with_id, "duplicate_ids": with_id - distinct},
@@ -197,19 +196,20 @@ def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
     def crm_table_checks(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.AssetCheckResult]:
-        for check_key in sorted(context.selected_asset_check_keys, key=str):
-            resource = check_key.asset_key.path[-1]
-            stored = warehouse.stored_columns(resource)
-            if not stored:
-                yield dg.AssetCheckResult(
-                    asset_key=check_key.asset_key,
-                    check_name=check_key.name,
-                    passed=False,
-                    description=f"table {resource!r} does not exist in the warehouse",
-                )
-            elif check_key.name == ID_UNIQUE:
-                yield _id_check(warehouse, resource)
-            else:
-                yield _columns_check(resource, stored)
+        with warehouse.destination_client() as client:
+            for check_key in sorted(context.selected_asset_check_keys, key=str):
+                resource = check_key.asset_key.path[-1]
+                stored = stored_columns(client, resource)
+                if not stored:
+                    yield dg.AssetCheckResult(
+                        asset_key=check_key.asset_key,
+                        check_name=check_key.name,
+                        passed=False,
+                        description=f"table {resource!r} does not exist in the warehouse",
+                    )
+                elif check_key.name == ID_UNIQUE:
+                    yield _id_check(client.sql_client, resource)
+                else:
+                    yield _columns_check(resource, stored)
 
     return crm_table_checks
