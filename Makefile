@@ -43,7 +43,7 @@ dev: install
 # child process's, so more workers than cores still help; TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 4
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: install

@@ -183,6 +183,7 @@ def test_load_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert (defs().resources or {})["warehouse"].duckdb_memory_limit == "40MB"
 
 
+@pytest.mark.long_running(14)
 @pytest.mark.e2e
 def test_dagster_validates_the_location_with_no_env_vars(tmp_path: Path) -> None:
     done = subprocess.run(

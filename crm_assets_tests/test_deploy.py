@@ -107,6 +107,7 @@ def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
         connection.close()
 
 
+@pytest.mark.long_running(45)
 @pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
 def test_on_postgres_the_four_resources_load_at_once(
     make_sandbox: SandboxFactory,
@@ -169,6 +170,7 @@ def _health(port: str) -> int:
             return health_pb2.HealthCheckResponse.UNKNOWN
 
 
+@pytest.mark.long_running(20)
 def test_the_image_copies_what_exists_and_serves_the_code_location(tmp_path: Path) -> None:
     """What can be checked without building it (no registry for base images here): its files
     and extras exist, and its command, run here, serves the definitions with no CRM_* set."""

@@ -4,6 +4,7 @@ import subprocess
 
 import dagster as dg
 import duckdb
+import pytest
 
 from crm_assets.source.contract import crm_resource_names
 from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
@@ -19,6 +20,7 @@ def _step_window(instance: dg.DagsterInstance, run_id: str) -> tuple[float, floa
     return events["STEP_START"], events["STEP_SUCCESS"]
 
 
+@pytest.mark.long_running(60)
 def test_two_concurrent_cli_materializations_both_succeed_one_after_the_other(
     make_sandbox: SandboxFactory, tmp_path
 ) -> None:

@@ -61,9 +61,11 @@ def _open(page, url: str, first: bool = False) -> None:
             page.get_by_role("button", name="Skip").click(timeout=10_000)
 
 
+@pytest.mark.long_running(75)
 def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, artifacts) -> None:
     base_url, sandbox = ui
     expect = playwright.expect
+    expect.set_options(timeout=30_000)  # each page's data arrives late on a loaded machine
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS

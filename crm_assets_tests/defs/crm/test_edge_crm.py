@@ -220,6 +220,7 @@ def test_with_a_schema_inferred_from_it_every_edge_value_lands_exact(
     assert len(summary) == len(plain.records("account"))
 
 
+@pytest.mark.long_running(30)
 def test_schema_infer_then_the_main_job_runs_green_on_the_edge_crm(
     make_sandbox: SandboxFactory, tmp_path: Path, warehouse: WarehouseResource
 ) -> None:

@@ -90,6 +90,7 @@ def test_a_list_that_keeps_moving_fails_the_run_and_builds_nothing_on_it(
     assert SUMMARY not in built
 
 
+@pytest.mark.long_running(20)
 def test_a_cli_run_that_cannot_reconcile_exits_non_zero(
     make_sandbox: SandboxFactory, tmp_path: Path, warehouse: WarehouseResource
 ) -> None:
