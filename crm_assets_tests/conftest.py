@@ -1,9 +1,7 @@
 """Fixtures: a real sandbox CRM on a loopback port, a DuckDB file in tmp_path, and a sync helper."""
 
-import fcntl
 import gc
 import os
-import shutil
 import socket
 import subprocess
 import uuid
@@ -123,30 +121,6 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset: str) -> d
         if e.asset_key == dg.AssetKey(["crm", asset])
     ]
     return {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
-
-
-def built_once(
-    tmp_path_factory: pytest.TempPathFactory,
-    worker_id: str,
-    name: str,
-    build: Callable[[Path], None],
-) -> Path:
-    """A folder `build` fills once per test run, shared by the pytest-xdist workers: the first
-    to ask builds it under a lock, the others wait for it and then read it."""
-    if worker_id == "master":  # no xdist: this session's own temporary folder
-        folder = tmp_path_factory.getbasetemp() / name
-        if not folder.exists():
-            build(folder)
-        return folder
-    shared = tmp_path_factory.getbasetemp().parent  # this run's, one per worker below it
-    folder = shared / name
-    with (shared / f"{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / f"{name}.done").exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
-            build(folder)
-            (shared / f"{name}.done").touch()
-    return folder
 
 
 SandboxFactory = Callable[..., SandboxServer]

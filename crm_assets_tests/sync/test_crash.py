@@ -21,7 +21,6 @@ from crm_assets_tests.conftest import (
     TEST_KEY,
     SandboxFactory,
     Sync,
-    built_once,
     materialize,
     shell_settings,
 )
@@ -46,25 +45,23 @@ def first_synced(
     crm_assets_def: dg.AssetsDefinition,
     table_checks: dg.AssetChecksDefinition,
     tmp_path_factory: pytest.TempPathFactory,
-    worker_id: str,
 ) -> Path:
     """A folder holding the warehouse and dlt's state after one good run of the job against
-    `_upstream`'s records, made once per test run: each phase starts from a copy of it."""
-
-    def build(folder: Path) -> None:
-        warehouse = WarehouseResource(duckdb_path=str(folder / "warehouse.duckdb"))
-        sandbox = _upstream(lambda n: SandboxServer(CrmStore(n), FaultPlan(), TEST_KEY).start())
-        try:
-            with pytest.MonkeyPatch.context() as env:
-                for name in shell_settings(os.environ):  # as each test's own isolation does
-                    env.delenv(name)
-                definitions = [crm_assets_def, table_checks, build_account_summary_asset()]
-                result = materialize(definitions, sandbox, warehouse)
-        finally:
-            sandbox.stop()
-        assert result.success, failure_message(result)
-
-    return built_once(tmp_path_factory, worker_id, "crash_first_synced", build)
+    `_upstream`'s records, made once per test process (a lock shared by the pytest-xdist
+    workers left them idle while one built it): each phase starts from a copy of it."""
+    folder = tmp_path_factory.mktemp("first_synced")
+    warehouse = WarehouseResource(duckdb_path=str(folder / "warehouse.duckdb"))
+    sandbox = _upstream(lambda n: SandboxServer(CrmStore(n), FaultPlan(), TEST_KEY).start())
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for name in shell_settings(os.environ):  # as each test's own isolation does
+                env.delenv(name)
+            definitions = [crm_assets_def, table_checks, build_account_summary_asset()]
+            result = materialize(definitions, sandbox, warehouse)
+    finally:
+        sandbox.stop()
+    assert result.success, failure_message(result)
+    return folder
 
 
 @pytest.mark.long_running(25)
