@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export RUNTIME__DLTHUB_TELEMETRY := false
+# As activating the virtualenv would: `dg` warns when the active one is not the project's.
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 SANDBOX_PORT ?= 8765
 SANDBOX_CHURN_S ?= 120
 DAGSTER_PORT ?= 3000
 
-.PHONY: install demo dev test lint format bench soak clean schema
+.PHONY: install demo dev test lint check-defs format bench soak clean schema
 
 install: $(STAMP)
 
@@ -32,11 +34,11 @@ schema: install
 dev: install
 	@echo "sandbox on http://127.0.0.1:$(SANDBOX_PORT); Dagster UI on http://127.0.0.1:$(DAGSTER_PORT)"
 	$(BIN)/crm-sandbox --port $(SANDBOX_PORT) --churn-every $(SANDBOX_CHURN_S) & sandbox=$$!; \
-	trap 'kill $$sandbox' EXIT INT TERM; \
+	trap 'kill $$sandbox 2>/dev/null' EXIT INT TERM; \
 	CRM_API_BASE_URL=$${CRM_API_BASE_URL:-http://127.0.0.1:$(SANDBOX_PORT)} \
 	CRM_API_KEY=$${CRM_API_KEY:-sandbox-key} \
 	CRM_SENSOR_INTERVAL_SECONDS=$${CRM_SENSOR_INTERVAL_SECONDS:-30} \
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+	$(BIN)/dg dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # pytest exits 5 when it collected nothing; say so rather than fail on it. The tests run in
 # TEST_WORKERS processes (pytest-xdist): most of an end-to-end test's time is a server's or a
@@ -49,6 +51,10 @@ test: install
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+# The code location loads, as Dagster's own `dg` checks it (CI runs this).
+check-defs: install
+	$(BIN)/dg check defs
 
 format: install
 	$(BIN)/ruff format .

@@ -1,4 +1,4 @@
-"""`dagster dev` on loopback for the browser tests: started as a user would, stopped whole."""
+"""`dg dev` on loopback for the browser tests: started as `make dev` does, stopped whole."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from crm_assets_tests.conftest import free_port
-from crm_sandbox.runs import dagster_command
+from crm_sandbox.runs import dg_command
+
+STOP_S = 30  # it stops in about 5 s here; the margin is for a loaded CI machine
 
 
 def _location_loaded(base_url: str) -> bool:
@@ -33,13 +35,13 @@ def _location_loaded(base_url: str) -> bool:
 
 @contextmanager
 def dagster_dev(env: Mapping[str, str], cwd: Path, log: Path) -> Iterator[str]:
-    """Webserver, daemon and code server of `dagster dev`; yields the UI's URL once the code
+    """Webserver, daemon and code server of `dg dev`; yields the UI's URL once the code
     location has loaded, and stops the whole process group afterwards."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log.open("w") as output:
         process = subprocess.Popen(
-            dagster_command("dev", "-h", "127.0.0.1", "-p", str(port)),
+            dg_command("dev", "-h", "127.0.0.1", "-p", str(port)),
             cwd=cwd,
             env=dict(env),
             stdout=output,
@@ -54,9 +56,10 @@ def dagster_dev(env: Mapping[str, str], cwd: Path, log: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield base_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)  # as `make dev`'s Ctrl-C or a supervisor stops it
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=STOP_S)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+            raise RuntimeError(f"dg dev was still running {STOP_S} s after SIGTERM") from None

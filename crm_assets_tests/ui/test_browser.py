@@ -34,7 +34,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 RECORDS = 240
-LOCATION = "crm_assets.definitions"
+LOCATION = "crm_assets"  # [tool.dg.project] code_location_name, and workspace.yaml's
 SLOW_MS = 240_000  # a run through the queue, on a loaded CI machine
 
 

@@ -1,4 +1,4 @@
-"""`make demo`: the sandbox CRM, one real `dagster job execute` of `crm_sync_job`, a summary."""
+"""`make demo`: the sandbox CRM, one real `dg launch --job crm_sync_job`, a summary."""
 
 import os
 import subprocess
@@ -11,7 +11,7 @@ from crm_assets.source.schema import DELETED_AT
 from crm_assets.warehouse.models import ACCOUNT_SUMMARY_TABLE
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_sandbox.data import CrmStore
-from crm_sandbox.runs import cli_env, dagster_command
+from crm_sandbox.runs import cli_env, dg_command
 from crm_sandbox.server import DEFAULT_SANDBOX_KEY, SandboxServer
 
 _INFO_LOGS = Path(__file__).with_name("demo_run_config.yaml")
@@ -33,7 +33,7 @@ def main() -> int:
             keep_crm_settings=True,
         )
         # INFO, not Dagster's DEBUG stream: the sync's progress lines, warnings and failures.
-        command = dagster_command("job", "execute", "--job", CRM_SYNC_JOB, "-c", str(_INFO_LOGS))
+        command = dg_command("launch", "--job", CRM_SYNC_JOB, "-c", str(_INFO_LOGS))
         subprocess.run(command, env=env, check=True)
         expected = {name: sandbox.store.total(name) for name in crm_resource_names()}
 

@@ -25,6 +25,11 @@ def dagster_command(*args: str) -> list[str]:
     return [venv_script("dagster"), *args, "-m", CODE_LOCATION]
 
 
+def dg_command(*args: str) -> list[str]:
+    """`dg <args>` from this interpreter's environment, run from the project's folder."""
+    return [venv_script("dg"), *args]
+
+
 def prepare_dagster_home(home: Path, config: Path | None = None) -> Path:
     """A DAGSTER_HOME holding `config` as dagster.yaml, or one that only turns telemetry off."""
     home.mkdir(parents=True, exist_ok=True)
@@ -59,4 +64,6 @@ def cli_env(
         "CRM_DUCKDB_PATH": duckdb_path,
     }
     given = {name: str(value) for name, value in settings.items() if value is not None}
-    return {**base, "RUNTIME__DLTHUB_TELEMETRY": "false", **given}
+    # the environment's own virtualenv, as activating it would say: `dg` warns when it differs
+    venv = {"VIRTUAL_ENV": str(Path(sys.executable).parent.parent)}
+    return {**base, "RUNTIME__DLTHUB_TELEMETRY": "false", **venv, **given}
