@@ -19,7 +19,13 @@ from dlt.extract import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
 from pydantic import Field
 
-from crm_assets.defs.crm.checks import DeletionMarks, sync_check_results, sync_check_specs
+from crm_assets.defs.crm.checks import (
+    GONE_UPSTREAM,
+    DeletionMarks,
+    gone_upstream_not_checked,
+    sync_check_results,
+    sync_check_specs,
+)
 from crm_assets.defs.crm.metadata import column_schema, table_metadata
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import CrmTranslator, asset_key
@@ -140,6 +146,8 @@ def _finish_sync(
             if read.rereads:
                 metadata["reread_because"] = dg.MetadataValue.text("; ".join(read.rereads))
             yield dg.MaterializeResult(asset_key=read.result.asset_key, metadata=metadata)
+            if reason := gone_upstream_not_checked(reconciliation, marks):
+                context.log.info(f"{GONE_UPSTREAM} on crm/{table} not evaluated: {reason}")
             yield from sync_check_results(
                 seen, reconciliation, marks, set(context.selected_asset_check_keys)
             )
