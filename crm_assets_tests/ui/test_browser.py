@@ -14,8 +14,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from crm_assets.defs.crm.translator import api_asset_key
 from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
 from crm_assets_tests.ui.dagster_dev import dagster_dev
 
@@ -62,7 +64,9 @@ def _open(page, url: str, first: bool = False) -> None:
 
 
 @pytest.mark.long_running(75)
-def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, artifacts) -> None:
+def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
+    ui, artifacts, tmp_path: Path
+) -> None:
     base_url, sandbox = ui
     expect = playwright.expect
     expect.set_options(timeout=30_000)  # each page's data arrives late on a loaded machine
@@ -118,6 +122,16 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(ui, ar
         for check in ("reconciled_with_api", "gone_upstream", "id_unique_not_null"):
             expect(page.get_by_text(check, exact=True).first).to_be_visible()
         page.screenshot(path=artifacts / "checks.png")
+
+        # The API side: the change sensor's ticks observe each endpoint (total, newest record).
+        _open(page, f"{base_url}/assets/crm_api/account_endpoint")
+        expect(page.get_by_text("newest_updated_at").first).to_be_visible()
+        page.screenshot(path=artifacts / "endpoint.png")
+        with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+            latest = instance.fetch_observations(api_asset_key("account"), limit=1).records
+        (observed,) = [r.asset_observation for r in latest]
+        total = sandbox.store.total("account")
+        assert (observed.tags or {})["dagster/data_version"].startswith(f"{total} @ ")
 
         # Automation: both sensors and the schedule listed, each running (its switch on).
         _open(page, f"{base_url}/automation")

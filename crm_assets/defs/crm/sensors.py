@@ -13,7 +13,7 @@ import dagster as dg
 
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.defs.crm.resources import CrmApiResource
-from crm_assets.defs.crm.translator import asset_key
+from crm_assets.defs.crm.translator import api_asset_key, asset_key
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
@@ -70,6 +70,19 @@ def _run_key(plan: Plan, last_materialized: Mapping[str, float | None]) -> str:
     return f"crm-{digest}"
 
 
+def _why(plan: Plan) -> str:
+    """The tick's reasons in words: which resources changed (total, newest) and which are stale."""
+    seen = {name: plan.cursor[name] for name in plan.changed}
+    changed = [
+        f"{name} (total {entry['total']}, newest {entry['newest_updated_at']})"
+        for name, entry in seen.items()
+    ]
+    parts = [f"changed: {', '.join(changed)}"] if changed else []
+    if plan.stale:
+        parts.append(f"past the freshness warn window: {', '.join(plan.stale)}")
+    return "; ".join(parts)
+
+
 def _run_request(plan: Plan, names: list[str], run_key: str) -> dg.RunRequest:
     """A run syncing `names`, tagged with why (only the reasons that apply: an empty tag shows
     in the UI as "crm/stale:")."""
@@ -82,6 +95,30 @@ def _run_request(plan: Plan, names: list[str], run_key: str) -> dg.RunRequest:
         asset_selection=[asset_key(name) for name in names],
         tags={tag: ",".join(which) for tag, which in reasons.items() if which},
     )
+
+
+# Dagster's tag for an event's data version (its name in the UI's "Data version" field).
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def endpoint_observations(
+    probes: Mapping[str, Fingerprint | ProbeError],
+) -> list[dg.AssetObservation]:
+    """What each answered probe saw, on `crm_api/<name>_endpoint`: the API side's state and when
+    it was last seen. Its data version changes with the total or the newest `updated_at`, so the
+    table synced from an older one shows as behind its endpoint. A failed probe says nothing."""
+    return [
+        dg.AssetObservation(
+            asset_key=api_asset_key(name),
+            metadata={
+                "total": dg.MetadataValue.int(seen.total),
+                "newest_updated_at": dg.MetadataValue.text(seen.newest_updated_at or "not sorted"),
+            },
+            tags={DATA_VERSION_TAG: f"{seen.total} @ {seen.newest_updated_at or '-'}"},
+        )
+        for name, seen in probes.items()
+        if isinstance(seen, Fingerprint)
+    ]
 
 
 def _last_synced(instance: dg.DagsterInstance, name: str) -> float | None:
@@ -147,15 +184,19 @@ def build_crm_change_sensor(
         for failure in plan.failures:
             context.log.warning(failure)
         cursor = json.dumps(plan.cursor, sort_keys=True)
+        observed = endpoint_observations(probes)
         if not plan.to_sync:
             reason = "; ".join(plan.failures) or "no CRM resource changed or grew stale"
             context.log.info(f"skipped: {reason}")  # the tick's logs, beside "0 runs requested"
-            return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason(reason), cursor=cursor, asset_events=observed
+            )
         key = _run_key(plan, last)
         if settings.run_per_resource:
             requests = [_run_request(plan, [name], f"{key}-{name}") for name in plan.to_sync]
         else:
             requests = [_run_request(plan, plan.to_sync, key)]
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
+        context.log.info(f"syncing {_why(plan)}")  # a launching tick says what it saw too
+        return dg.SensorResult(run_requests=requests, cursor=cursor, asset_events=observed)
 
     return crm_change_sensor

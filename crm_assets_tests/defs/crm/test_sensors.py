@@ -103,6 +103,42 @@ def test_first_tick_requests_every_resource(
     assert {(r.offset, r.limit) for r in probes} == {(0, 1)}
 
 
+def _observed(result: dg.SensorResult) -> dict[str, tuple[int, str, str]]:
+    """Per endpoint asset the tick observed: total, newest updated_at, data version."""
+    return {
+        event.asset_key.path[-1]: (
+            event.metadata["total"].value,
+            event.metadata["newest_updated_at"].value,
+            (event.tags or {})["dagster/data_version"],
+        )
+        for event in result.asset_events
+        if isinstance(event, dg.AssetObservation)
+    }
+
+
+def test_each_tick_observes_every_answering_endpoint(
+    synced: tuple[SandboxServer, Ticker], capfd: pytest.CaptureFixture[str]
+) -> None:
+    sandbox, ticker = synced
+    quiet = _observed(ticker.tick())  # a skipped tick observes too: "last seen" moves on
+    sandbox.faults.inject("lead", [503, 503])
+    changed = sandbox.store.insert("account", {"name": "New"})
+    capfd.readouterr()
+
+    result = ticker.tick()
+
+    newest = max(r["updated_at"] for r in sandbox.store.records("account"))
+    assert sorted(quiet) == [f"{name}_endpoint" for name in ALL]
+    observed = _observed(result)
+    assert sorted(observed) == ["account_endpoint", "contact_endpoint", "opportunity_endpoint"]
+    assert observed["account_endpoint"] == (121, newest, f"121 @ {newest}")
+    assert observed["account_endpoint"][2] != quiet["account_endpoint"][2]
+    assert observed["contact_endpoint"] == quiet["contact_endpoint"]
+    assert changed["updated_at"] == newest
+    # a launching tick says what it saw, where a skipped one says why it skipped
+    assert f"syncing changed: account (total 121, newest {newest})" in capfd.readouterr().err
+
+
 def test_no_change_skips_at_one_request_per_resource(
     synced: tuple[SandboxServer, Ticker], capfd: pytest.CaptureFixture[str]
 ) -> None:
