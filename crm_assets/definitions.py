@@ -59,7 +59,7 @@ def defs() -> dg.Definitions:
         executor=dg.in_process_executor,
         schedules=[build_reconcile_schedule(settings)],
         sensors=[
-            build_crm_change_sensor(settings),
+            build_crm_change_sensor(settings, models=built),
             *([build_analytics_automation_sensor(settings.sensor_interval_s)] if built else []),
         ],
         resources={

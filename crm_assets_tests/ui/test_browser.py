@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
 from crm_assets.defs.crm.translator import api_asset_key
 from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
 from crm_assets_tests.ui.dagster_dev import dagster_dev
@@ -129,6 +130,8 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         page.screenshot(path=artifacts / "endpoint.png")
         with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
             latest = instance.fetch_observations(api_asset_key("account"), limit=1).records
+            # the sensor's first run on this fresh instance built the model with the tables
+            assert instance.get_latest_materialization_event(ACCOUNT_SUMMARY) is not None
         (observed,) = [r.asset_observation for r in latest]
         total = sandbox.store.total("account")
         assert (observed.tags or {})["dagster/data_version"].startswith(f"{total} @ ")

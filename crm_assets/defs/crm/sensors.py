@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -83,16 +83,20 @@ def _why(plan: Plan) -> str:
     return "; ".join(parts)
 
 
-def _run_request(plan: Plan, names: list[str], run_key: str) -> dg.RunRequest:
-    """A run syncing `names`, tagged with why (only the reasons that apply: an empty tag shows
-    in the UI as "crm/stale:")."""
+def _run_request(
+    plan: Plan, names: list[str], run_key: str, models: Sequence[dg.AssetsDefinition] = ()
+) -> dg.RunRequest:
+    """A run syncing `names`, then rebuilding the `models` that read any of them, tagged with why
+    (only the reasons that apply: an empty tag shows in the UI as "crm/stale:")."""
     reasons = {
         "crm/changed": [n for n in plan.changed if n in names],
         "crm/stale": [n for n in plan.stale if n in names],
     }
+    synced = {asset_key(name) for name in names}
+    downstream = [key for model in models if synced & model.dependency_keys for key in model.keys]
     return dg.RunRequest(
         run_key=run_key,
-        asset_selection=[asset_key(name) for name in names],
+        asset_selection=[*(asset_key(name) for name in names), *downstream],
         tags={tag: ",".join(which) for tag, which in reasons.items() if which},
     )
 
@@ -140,9 +144,16 @@ def _sync_in_flight(instance: dg.DagsterInstance, name: str) -> bool:
 
 
 def build_crm_change_sensor(
-    settings: OrchestrationSettings, clock: Callable[[], float] = time.time
+    settings: OrchestrationSettings,
+    clock: Callable[[], float] = time.time,
+    models: Sequence[dg.AssetsDefinition] = (),
 ) -> dg.SensorDefinition:
-    """Every `sensor_interval_s`: one small request per resource; on when deployed."""
+    """Every `sensor_interval_s`: one small request per resource; on when deployed.
+
+    A run it requests also rebuilds the `models` on top of what it syncs, after the sync and
+    only if its blocking checks pass: the first sync on a fresh instance builds them too.
+    Runs per resource leave the models to their automation sensor, which rebuilds them once.
+    """
 
     @dg.sensor(
         name=SENSOR_NAME,
@@ -195,7 +206,7 @@ def build_crm_change_sensor(
         if settings.run_per_resource:
             requests = [_run_request(plan, [name], f"{key}-{name}") for name in plan.to_sync]
         else:
-            requests = [_run_request(plan, plan.to_sync, key)]
+            requests = [_run_request(plan, plan.to_sync, key, models)]
         context.log.info(f"syncing {_why(plan)}")  # a launching tick says what it saw too
         return dg.SensorResult(run_requests=requests, cursor=cursor, asset_events=observed)
 

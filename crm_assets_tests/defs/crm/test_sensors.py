@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from crm_assets.definitions import defs
+from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY, build_account_summary_asset
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.sensors import build_crm_change_sensor, plan_tick
 from crm_assets.defs.crm.translator import asset_key
@@ -37,9 +38,11 @@ class Ticker:
         instance: dg.DagsterInstance,
         clock: Callable[[], float] = time.time,
         settings: OrchestrationSettings | None = None,
+        models: list[dg.AssetsDefinition] | None = None,
         **api: object,
     ) -> None:
-        self.sensor = build_crm_change_sensor(settings or OrchestrationSettings(), clock)
+        settings = settings or OrchestrationSettings()
+        self.sensor = build_crm_change_sensor(settings, clock, models or [])
         self.api = CrmApiResource(base_url=sandbox.base_url, api_key=TEST_KEY, **api)
         self.instance, self.cursor = instance, None
 
@@ -137,6 +140,29 @@ def test_each_tick_observes_every_answering_endpoint(
     assert changed["updated_at"] == newest
     # a launching tick says what it saw, where a skipped one says why it skipped
     assert f"syncing changed: account (total 121, newest {newest})" in capfd.readouterr().err
+
+
+def test_the_first_sync_on_an_empty_instance_builds_the_model_in_the_same_run(
+    sandbox: SandboxServer,
+    instance: dg.DagsterInstance,
+    crm_assets_def: dg.AssetsDefinition,
+    warehouse: WarehouseResource,
+) -> None:
+    model = build_account_summary_asset()
+    ticker = Ticker(sandbox, instance, models=[model])
+
+    (request,) = ticker.tick().run_requests or []
+    selection = list(request.asset_selection or [])
+    result = materialize([crm_assets_def, model], sandbox, warehouse, selection, instance=instance)
+
+    assert selection == [*(dg.AssetKey(["crm", n]) for n in ALL), ACCOUNT_SUMMARY]
+    assert result.success, failure_message(result)
+    assert instance.get_latest_materialization_event(ACCOUNT_SUMMARY) is not None
+    split = Ticker(
+        sandbox, instance, settings=OrchestrationSettings(run_per_resource=True), models=[model]
+    )
+    split_requests = split.tick().run_requests or []
+    assert all(ACCOUNT_SUMMARY not in (r.asset_selection or []) for r in split_requests)
 
 
 def test_no_change_skips_at_one_request_per_resource(
