@@ -106,11 +106,12 @@ DATA_VERSION_TAG = "dagster/data_version"
 
 
 def endpoint_observations(
-    probes: Mapping[str, Fingerprint | ProbeError],
+    probes: Mapping[str, Fingerprint | ProbeError], changed: Sequence[str]
 ) -> list[dg.AssetObservation]:
-    """What each answered probe saw, on `crm_api/<name>_endpoint`: the API side's state and when
-    it was last seen. Its data version changes with the total or the newest `updated_at`, so the
-    table synced from an older one shows as behind its endpoint. A failed probe says nothing."""
+    """What the probes of the `changed` resources saw, on `crm_api/<name>_endpoint`: the API
+    side's state since it last changed. An endpoint is observed on its first tick and when its
+    fingerprint changes, not on every tick (thousands of identical events a day say nothing the
+    sensor's tick history does not). A failed probe says nothing."""
     return [
         dg.AssetObservation(
             asset_key=api_asset_key(name),
@@ -121,7 +122,7 @@ def endpoint_observations(
             tags={DATA_VERSION_TAG: f"{seen.total} @ {seen.newest_updated_at or '-'}"},
         )
         for name, seen in probes.items()
-        if isinstance(seen, Fingerprint)
+        if name in changed and isinstance(seen, Fingerprint)
     ]
 
 
@@ -195,7 +196,7 @@ def build_crm_change_sensor(
         for failure in plan.failures:
             context.log.warning(failure)
         cursor = json.dumps(plan.cursor, sort_keys=True)
-        observed = endpoint_observations(probes)
+        observed = endpoint_observations(probes, plan.changed)
         if not plan.to_sync:
             reason = "; ".join(plan.failures) or "no CRM resource changed or grew stale"
             context.log.info(f"skipped: {reason}")  # the tick's logs, beside "0 runs requested"

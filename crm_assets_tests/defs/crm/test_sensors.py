@@ -119,27 +119,27 @@ def _observed(result: dg.SensorResult) -> dict[str, tuple[int, str, str]]:
     }
 
 
-def test_each_tick_observes_every_answering_endpoint(
-    synced: tuple[SandboxServer, Ticker], capfd: pytest.CaptureFixture[str]
+def test_endpoints_are_observed_on_the_first_tick_and_when_they_change(
+    sandbox: SandboxServer, instance: dg.DagsterInstance, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    sandbox, ticker = synced
-    quiet = _observed(ticker.tick())  # a skipped tick observes too: "last seen" moves on
+    ticker = Ticker(sandbox, instance)
+    first = _observed(ticker.tick())
+    report_synced(instance, ALL)
+    quiet = _observed(ticker.tick())  # the same state again: no observation marks tables behind
     sandbox.faults.inject("lead", [503, 503])
+    sandbox.store.insert("lead", {"first_name": "Missed"})
     changed = sandbox.store.insert("account", {"name": "New"})
     capfd.readouterr()
 
     result = ticker.tick()
 
-    newest = max(r["updated_at"] for r in sandbox.store.records("account"))
-    assert sorted(quiet) == [f"{name}_endpoint" for name in ALL]
-    observed = _observed(result)
-    assert sorted(observed) == ["account_endpoint", "contact_endpoint", "opportunity_endpoint"]
-    assert observed["account_endpoint"] == (121, newest, f"121 @ {newest}")
-    assert observed["account_endpoint"][2] != quiet["account_endpoint"][2]
-    assert observed["contact_endpoint"] == quiet["contact_endpoint"]
-    assert changed["updated_at"] == newest
+    total, newest = sandbox.store.total("account"), changed["updated_at"]
+    assert sorted(first) == [f"{name}_endpoint" for name in ALL]
+    assert quiet == {}
+    assert _observed(result) == {"account_endpoint": (total, newest, f"{total} @ {newest}")}
+    assert first["account_endpoint"][2] != f"{total} @ {newest}"
     # a launching tick says what it saw, where a skipped one says why it skipped
-    assert f"syncing changed: account (total 121, newest {newest})" in capfd.readouterr().err
+    assert f"syncing changed: account (total {total}, newest {newest})" in capfd.readouterr().err
 
 
 def test_the_first_sync_on_an_empty_instance_builds_the_model_in_the_same_run(
