@@ -162,7 +162,7 @@ def test_the_first_sync_on_an_empty_instance_builds_the_model_in_the_same_run(
         sandbox, instance, settings=OrchestrationSettings(run_per_resource=True), models=[model]
     )
     split_requests = split.tick().run_requests or []
-    assert all(ACCOUNT_SUMMARY not in (r.asset_selection or []) for r in split_requests)
+    assert [r.asset_selection for r in split_requests] == [[asset_key(n)] for n in ALL]
 
 
 def test_no_change_skips_at_one_request_per_resource(
