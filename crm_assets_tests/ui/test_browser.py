@@ -57,11 +57,11 @@ def ui(make_sandbox: SandboxFactory, tmp_path: Path) -> Iterator[tuple[str, obje
         yield base_url, sandbox
 
 
-def _open(page, url: str, first: bool = False) -> None:
-    page.goto(url)
-    if first:  # Dagster's first-visit "Join the community" dialog covers the page until skipped
-        with contextlib.suppress(playwright.Error):
-            page.get_by_role("button", name="Skip").click(timeout=10_000)
+def _skip_dialogs(page) -> None:
+    """Dagster's first-visit "Join the community" dialog covers the page until skipped; it
+    appears late on a loaded machine, so Playwright skips it whenever it shows."""
+    skip = page.get_by_role("button", name="Skip")
+    page.add_locator_handler(skip, lambda: skip.click())
 
 
 @pytest.mark.long_running(75)
@@ -77,13 +77,12 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         )
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(30_000)
+        _skip_dialogs(page)
 
         # Lineage: the model's upstream, two levels: API endpoint -> table -> model.
-        _open(
-            page,
+        page.goto(
             f"{base_url}/assets/analytics/account_summary"
             "?view=lineage&lineageScope=upstream&lineageDepth=2",
-            first=True,
         )
         for name in ("account", "contact", "opportunity"):
             expect(page.get_by_text(f"{name}_endpoint", exact=True)).to_be_visible()
@@ -94,19 +93,19 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         lineage_url = page.url
 
         # Launch group crm from its page, as a user would, and follow the run to its end.
-        _open(page, f"{base_url}/locations/{LOCATION}/asset-groups/crm")
+        page.goto(f"{base_url}/locations/{LOCATION}/asset-groups/crm")
         page.get_by_role("button", name="Materialize all").first.click()
         toast = page.get_by_text("Launched run")
         expect(toast).to_be_visible(timeout=SLOW_MS)  # the launch itself waits on a busy machine
         run_id = toast.inner_text().split()[-1]  # the run id's first 8 characters
-        _open(page, f"{base_url}/runs")
+        page.goto(f"{base_url}/runs")
         page.get_by_role("link", name=run_id).first.click()
         expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=SLOW_MS)
         page.screenshot(path=artifacts / "run.png")
 
         # The table's page: row count, qualified storage, typed and described columns, checks.
         page.set_viewport_size({"width": 1600, "height": 2600})  # the metadata table too
-        _open(page, f"{base_url}/assets/crm/account")
+        page.goto(f"{base_url}/assets/crm/account")
         row_count = page.get_by_text("Row count", exact=True).locator("xpath=..")
         expect(row_count).to_contain_text(f"{sandbox.store.total('account'):,}")
         expect(page.get_by_text("live_rows", exact=True)).to_be_visible()
@@ -119,13 +118,13 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
             assert noise not in body, noise
         page.screenshot(path=artifacts / "asset.png")
         page.set_viewport_size({"width": 1600, "height": 1000})
-        _open(page, f"{base_url}/assets/crm/account?view=checks")
+        page.goto(f"{base_url}/assets/crm/account?view=checks")
         for check in ("reconciled_with_api", "gone_upstream", "id_unique_not_null"):
             expect(page.get_by_text(check, exact=True).first).to_be_visible()
         page.screenshot(path=artifacts / "checks.png")
 
         # The API side: the change sensor's ticks observe each endpoint (total, newest record).
-        _open(page, f"{base_url}/assets/crm_api/account_endpoint")
+        page.goto(f"{base_url}/assets/crm_api/account_endpoint")
         expect(page.get_by_text("newest_updated_at").first).to_be_visible()
         page.screenshot(path=artifacts / "endpoint.png")
         with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
@@ -137,7 +136,7 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         assert (observed.tags or {})["dagster/data_version"].startswith(f"{total} @ ")
 
         # Automation: both sensors and the schedule listed, each running (its switch on).
-        _open(page, f"{base_url}/automation")
+        page.goto(f"{base_url}/automation")
         for name in ("crm_change_sensor", "analytics_automation_sensor", "crm_reconcile_schedule"):
             expect(page.get_by_text(name, exact=True)).to_be_visible()
         page.screenshot(path=artifacts / "automation.png")
@@ -146,11 +145,11 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
             ("sensors", "analytics_automation_sensor"),
             ("schedules", "crm_reconcile_schedule"),
         ):
-            _open(page, f"{base_url}/locations/{LOCATION}/{kind}/{name}")
+            page.goto(f"{base_url}/locations/{LOCATION}/{kind}/{name}")
             switch = page.locator("input[type=checkbox]")
             expect(switch.first).to_be_checked()
 
-        _open(page, lineage_url)  # after the run, for the README's picture
+        page.goto(lineage_url)  # after the run, for the README's picture
         expect(page.get_by_text("account_endpoint", exact=True)).to_be_visible()
         with contextlib.suppress(playwright.Error):  # a picture without "Loading..." nodes
             page.get_by_text(re.compile("^Loading")).first.wait_for(state="detached")
