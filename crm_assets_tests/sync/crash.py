@@ -7,8 +7,13 @@ quarantine, load packages left behind. An empty list means exact.
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+import os
 import subprocess
-import sys
+import tempfile
+from multiprocessing.context import ForkServerContext
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -18,18 +23,39 @@ from crm_assets.warehouse.resource import PIPELINE_NAME, WarehouseResource
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox import SandboxServer
 
+CHILD = "crm_assets_tests.sync.crash_child"
+
+
+@functools.cache
+def _forkserver() -> ForkServerContext:
+    """Forks each child from one server process that imported the job's code once: a fresh
+    interpreter spends ~4 s of CPU importing Dagster and dlt before the job even starts."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([CHILD])
+    return context
+
 
 def run_job(
     sandbox: SandboxServer, warehouse: WarehouseResource, phase: str = "none", seed: int = 0
 ) -> subprocess.CompletedProcess[str]:
-    """The sync job in its own process (see crash_child.py), killed in `phase` unless `none`."""
-    child = [sys.executable, "-m", "crm_assets_tests.sync.crash_child"]
-    return subprocess.run(
-        [*child, sandbox.base_url, str(warehouse.path), phase, str(seed)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """The sync job in its own process (see crash_child.py), killed in `phase` unless `none`;
+    its exit code is -9 when killed."""
+    from crm_assets_tests.sync.crash_child import run_forked
+
+    argv = [sandbox.base_url, str(warehouse.path), phase, str(seed)]
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        debug_logs = bool(os.environ.get("CRM_TEST_CHILD_DEBUG_LOGS"))
+        child = _forkserver().Process(target=run_forked, args=(argv, out, err, debug_logs))
+        child.start()
+        child.join(timeout=600)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired([CHILD, *argv], 600)
+        return subprocess.CompletedProcess(
+            [CHILD, *argv], child.exitcode, out.read_text(), err.read_text()
+        )
 
 
 # A record whose `amount` fits no decimal: its row lands with NULL there, the value goes to

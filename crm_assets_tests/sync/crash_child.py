@@ -3,7 +3,8 @@
 `python -m crm_assets_tests.sync.crash_child BASE_URL DUCKDB_PATH PHASE SEED` runs what
 `crm_sync_job` runs (the sync, the table checks, the model) against the API at BASE_URL; PHASE
 is one of `PHASES` or `none`, and SEED picks the point within it. The crash test and `make soak`
-run it, then check that one normal run repairs everything. With CRM_TEST_CHILD_DEBUG_LOGS set, every
+run it (forked by `crash.run_job` from a process that imported it once), then check that one
+normal run repairs everything. With CRM_TEST_CHILD_DEBUG_LOGS set, every
 logger writes at DEBUG to stderr (urllib3's request lines too), for the soak's leak search.
 """
 
@@ -16,6 +17,7 @@ import random
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -136,13 +138,24 @@ def run_job(base_url: str, duckdb_path: str) -> bool:
     return result.success
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], debug_logs: bool = False) -> int:
     base_url, duckdb_path, phase, seed = argv
-    if os.environ.get("CRM_TEST_CHILD_DEBUG_LOGS"):  # the soak looks for the key in all of it
+    if debug_logs:  # the soak looks for the key in all of it
         logging.basicConfig(level=logging.DEBUG)
     print(f"kill -9 {arm(phase, int(seed))}", flush=True)
     return 0 if run_job(base_url, duckdb_path) else 1
 
 
+def run_forked(argv: list[str], stdout: Path, stderr: Path, debug_logs: bool) -> None:
+    """`main` in a process forked by `crash.run_job`, its output written to the two files."""
+    with stdout.open("w") as out, stderr.open("w") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        code = main(argv, debug_logs)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], bool(os.environ.get("CRM_TEST_CHILD_DEBUG_LOGS"))))
