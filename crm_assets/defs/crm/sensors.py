@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import quote, unquote
 
 import dagster as dg
 
@@ -35,6 +37,42 @@ class Plan:
     @property
     def to_sync(self) -> list[str]:
         return [*self.changed, *self.stale]
+
+
+# A cursor entry per resource, "<name> <total> @ <newest updated_at>" (no "@" part where the API
+# does not sort), joined by "; ": the tick table shows the cursor's start, and JSON there read as
+# a blob cut mid-value. The API's timestamp is %-escaped where it holds ";" or "%".
+_ENTRY = re.compile(r"(?P<name>\S+) (?P<total>\d+)(?: @ (?P<newest>.+))?")
+_KEEP = ":+ /"  # characters of timestamps left as they are
+
+
+def encode_cursor(entries: Mapping[str, Mapping[str, object]]) -> str:
+    """The plan's cursor as the tick table shows it: `account 250 @ 2026-12-01T09:00:00Z; ...`."""
+    parts = []
+    for name, entry in sorted(entries.items()):
+        newest = entry["newest_updated_at"]
+        at = f" @ {quote(str(newest), safe=_KEEP)}" if newest is not None else ""
+        parts.append(f"{name} {entry['total']}{at}")
+    return "; ".join(parts)
+
+
+def decode_cursor(text: str | None) -> dict[str, dict[str, object]]:
+    """`encode_cursor`'s entries back; a JSON cursor (written before 2026-12) still reads."""
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    entries: dict[str, dict[str, object]] = {}
+    for part in text.split("; "):
+        match = _ENTRY.fullmatch(part)
+        if match is None:
+            raise ValueError(f"unreadable {SENSOR_NAME} cursor entry {part[:80]!r}")
+        newest = match["newest"]
+        entries[match["name"]] = {
+            "total": int(match["total"]),
+            "newest_updated_at": unquote(newest) if newest is not None else None,
+        }
+    return entries
 
 
 def plan_tick(
@@ -191,11 +229,11 @@ def build_crm_change_sensor(
             name: _age(stamp, now, in_flight=_sync_in_flight(context.instance, name))
             for name, stamp in last.items()
         }
-        previous = json.loads(context.cursor) if context.cursor else {}
+        previous = decode_cursor(context.cursor)
         plan = plan_tick(previous, probes, ages, settings.freshness_warn)
         for failure in plan.failures:
             context.log.warning(failure)
-        cursor = json.dumps(plan.cursor, sort_keys=True)
+        cursor = encode_cursor(plan.cursor)
         observed = endpoint_observations(probes, plan.changed)
         if not plan.to_sync:
             reason = "; ".join(plan.failures) or "no CRM resource changed or grew stale"

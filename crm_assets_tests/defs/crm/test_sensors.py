@@ -1,6 +1,5 @@
 """The change sensor against the real sandbox: what each tick requests, skips and remembers."""
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -11,7 +10,12 @@ import pytest
 from crm_assets.definitions import defs
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY, build_account_summary_asset
 from crm_assets.defs.crm.resources import CrmApiResource
-from crm_assets.defs.crm.sensors import build_crm_change_sensor, plan_tick
+from crm_assets.defs.crm.sensors import (
+    build_crm_change_sensor,
+    decode_cursor,
+    encode_cursor,
+    plan_tick,
+)
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.probe import Fingerprint, ProbeError
@@ -100,7 +104,7 @@ def test_first_tick_requests_every_resource(
     result = ticker.tick()
 
     assert requested(result) == ALL
-    assert set(json.loads(result.cursor or "{}")) == set(ALL)
+    assert set(decode_cursor(result.cursor)) == set(ALL)
     probes = sandbox.faults.log
     assert len(probes) == 4
     assert {(r.offset, r.limit) for r in probes} == {(0, 1)}
@@ -215,7 +219,7 @@ def test_without_a_sort_param_only_totals_are_seen(
     sandbox.store.insert("contact", {"title": "CTO"})
     seen = ticker.tick()
 
-    assert json.loads(ticker.cursor or "{}")["contact"]["newest_updated_at"] is None
+    assert decode_cursor(ticker.cursor)["contact"]["newest_updated_at"] is None
     assert not unseen.run_requests  # an update that keeps the total is left to the backstop
     assert requested(seen) == ["contact"]
 
@@ -248,12 +252,12 @@ def test_a_rejected_key_skips_with_the_status_and_without_the_key(
 
     assert "HTTP 401" in str(result.skip_reason)
     assert "wrong-key-31f0a9" not in str(result.skip_reason)
-    assert result.cursor == "{}"
+    assert result.cursor == ""
 
 
 def test_one_failed_probe_does_not_block_the_others(synced: tuple[SandboxServer, Ticker]) -> None:
     sandbox, ticker = synced
-    lead_before = json.loads(ticker.cursor or "{}")["lead"]
+    lead_before = decode_cursor(ticker.cursor)["lead"]
     sandbox.faults.inject("lead", [503, 503])
     sandbox.store.insert("lead", {"first_name": "Missed"})
     sandbox.store.insert("opportunity", {"name": "Seen"})
@@ -261,7 +265,7 @@ def test_one_failed_probe_does_not_block_the_others(synced: tuple[SandboxServer,
     result = ticker.tick()
 
     assert requested(result) == ["opportunity"]
-    assert json.loads(result.cursor or "{}")["lead"] == lead_before
+    assert decode_cursor(result.cursor)["lead"] == lead_before
     assert requested(ticker.tick()) == ["lead"]  # seen on the next tick
 
 
@@ -362,3 +366,23 @@ def test_a_redirected_probe_skips_naming_the_host_not_the_url(
     assert requested(result) == ["opportunity"]
     (redirect,) = [r for r in sandbox.faults.log if r.resource == "lead" and r.status == 302]
     assert redirect.offset == 0  # asked once: neither followed nor retried
+
+
+def test_the_cursor_reads_as_text_and_round_trips_any_timestamp_the_api_sends() -> None:
+    entries = {
+        "lead": {"total": 0, "newest_updated_at": None},
+        "account": {"total": 250, "newest_updated_at": "2026-12-01T09:00:00.123Z"},
+        "contact": {"total": 7, "newest_updated_at": "2026-12-01 09:00:00+01:00"},
+        "odd": {"total": 1, "newest_updated_at": "a; b @ 100% é"},
+    }
+
+    cursor = encode_cursor(entries)
+
+    assert cursor.startswith("account 250 @ 2026-12-01T09:00:00.123Z; contact 7 @ 2026-12-01")
+    assert "lead 0; odd 1 @ " in cursor
+    assert decode_cursor(cursor) == entries
+    assert decode_cursor("") == {}
+    written_before = '{"lead": {"newest_updated_at": null, "total": 3}}'  # JSON, as before
+    assert decode_cursor(written_before) == {"lead": {"newest_updated_at": None, "total": 3}}
+    with pytest.raises(ValueError, match="unreadable crm_change_sensor cursor entry"):
+        decode_cursor("account two hundred")
