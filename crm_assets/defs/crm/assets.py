@@ -15,6 +15,7 @@ from dagster_dlt import DagsterDltResource
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt import Pipeline
 from dlt import pipeline as dlt_pipeline
+from dlt.destinations.sql_client import SqlClientBase
 from dlt.extract import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
 from pydantic import Field
@@ -95,6 +96,7 @@ class _Read:
 
 def _finish_sync(
     context: dg.AssetExecutionContext,
+    client: SqlClientBase,
     reads: dict[str, _Read],
     pipeline: Pipeline,
     ledger: SyncLedger,
@@ -108,69 +110,57 @@ def _finish_sync(
     marks no deletions and reconciles the table's live rows with the API's total instead.
     """
     now = datetime.now(UTC)
-    with pipeline.sql_client() as client:
-        if dropped := drop_unfinished(client, QUARANTINE_TABLE, list(reads)):
-            context.log.info(f"removed {dropped} quarantine rows of a load that did not finish")
-        for table, read in reads.items():
-            seen = ledger[table]
-            reconciliation = seen.reconcile(landed_ids(client, table, read.load_id))
-            # Absent ids mean deleted only when the sync provably saw everything the API has.
-            if reconciliation.passed and api_totals is None and read.load_id is not None:
-                marks = DeletionMarks(*mark_deleted(client, table, read.load_id, now))
-            else:
-                marks = DeletionMarks(None, None)
-            rows, live = row_counts(client, table)
-            if api_totals is not None:
-                reconciliation = reconciliation.after_incremental(live, api_totals.get(table))
-            if read.rereads:
-                reconciliation = reconciliation.after_rereads(read.rereads)
-            columns = column_schema(table, pipeline.default_schema.get_table_columns(table))
-            metadata = {
-                # dagster-dlt's own entries (load-job JSON with local paths, timestamps, the
-                # destination's class) say nothing a user acts on: only its row count stays.
-                "rows_loaded": (read.result.metadata or {}).get(
-                    "rows_loaded", dg.MetadataValue.int(0)
-                ),
-                **table_metadata(table_name(table), columns, row_count=rows),
-                "live_rows": dg.MetadataValue.int(live),
-                "records_received": dg.MetadataValue.int(seen.received),
-                "records_quarantined": dg.MetadataValue.int(seen.withheld),
-                "values_set_aside": dg.MetadataValue.int(seen.values_set_aside),
-                "records_without_id": dg.MetadataValue.int(seen.without_id),
-                "api_total": reconciliation.api_total,
-                "sync_mode": reconciliation.mode,
-                "rereads": dg.MetadataValue.int(len(read.rereads)),
-                "newly_marked_deleted": marks.newly,
-                "dlt_load_id": dg.MetadataValue.text(read.load_id or "none: nothing loaded"),
-            }
-            if read.rereads:
-                metadata["reread_because"] = dg.MetadataValue.text("; ".join(read.rereads))
-            yield dg.MaterializeResult(asset_key=read.result.asset_key, metadata=metadata)
-            if reason := gone_upstream_not_checked(reconciliation, marks):
-                context.log.info(f"{GONE_UPSTREAM} on crm/{table} not evaluated: {reason}")
-            yield from sync_check_results(
-                seen, reconciliation, marks, set(context.selected_asset_check_keys)
-            )
+    if dropped := drop_unfinished(client, QUARANTINE_TABLE, list(reads)):
+        context.log.info(f"removed {dropped} quarantine rows of a load that did not finish")
+    for table, read in reads.items():
+        seen = ledger[table]
+        reconciliation = seen.reconcile(landed_ids(client, table, read.load_id))
+        # Absent ids mean deleted only when the sync provably saw everything the API has.
+        if reconciliation.passed and api_totals is None and read.load_id is not None:
+            marks = DeletionMarks(*mark_deleted(client, table, read.load_id, now))
+        else:
+            marks = DeletionMarks(None, None)
+        rows, live = row_counts(client, table)
+        if api_totals is not None:
+            reconciliation = reconciliation.after_incremental(live, api_totals.get(table))
+        if read.rereads:
+            reconciliation = reconciliation.after_rereads(read.rereads)
+        columns = column_schema(table, pipeline.default_schema.get_table_columns(table))
+        metadata = {
+            # dagster-dlt's own entries (load-job JSON with local paths, timestamps, the
+            # destination's class) say nothing a user acts on: only its row count stays.
+            "rows_loaded": (read.result.metadata or {}).get("rows_loaded", dg.MetadataValue.int(0)),
+            **table_metadata(table_name(table), columns, row_count=rows),
+            "live_rows": dg.MetadataValue.int(live),
+            "records_received": dg.MetadataValue.int(seen.received),
+            "records_quarantined": dg.MetadataValue.int(seen.withheld),
+            "values_set_aside": dg.MetadataValue.int(seen.values_set_aside),
+            "records_without_id": dg.MetadataValue.int(seen.without_id),
+            "api_total": reconciliation.api_total,
+            "sync_mode": reconciliation.mode,
+            "rereads": dg.MetadataValue.int(len(read.rereads)),
+            "newly_marked_deleted": marks.newly,
+            "dlt_load_id": dg.MetadataValue.text(read.load_id or "none: nothing loaded"),
+        }
+        if read.rereads:
+            metadata["reread_because"] = dg.MetadataValue.text("; ".join(read.rereads))
+        yield dg.MaterializeResult(asset_key=read.result.asset_key, metadata=metadata)
+        if reason := gone_upstream_not_checked(reconciliation, marks):
+            context.log.info(f"{GONE_UPSTREAM} on crm/{table} not evaluated: {reason}")
+        yield from sync_check_results(
+            seen, reconciliation, marks, set(context.selected_asset_check_keys)
+        )
 
 
 def _shifted(
-    pipeline: Pipeline, ledger: SyncLedger, reads: dict[str, _Read], tables: list[str]
+    client: SqlClientBase, ledger: SyncLedger, reads: dict[str, _Read], tables: list[str]
 ) -> dict[str, str]:
     """The tables of this read whose API list moved under it, and why (see `shifted`)."""
-    with pipeline.sql_client() as client:
-        return {
-            table: reason
-            for table in tables
-            if (reason := ledger[table].shifted(landed_ids(client, table, reads[table].load_id)))
-        }
-
-
-def _forget_quarantine(pipeline: Pipeline, table: str, load_id: str | None) -> None:
-    """Drops what a read that is about to be repeated set aside: the re-read sets it aside
-    again, and `_quarantine` keeps each rejection once per sync."""
-    if load_id:
-        with pipeline.sql_client() as client:
-            drop_load_rows(client, QUARANTINE_TABLE, table, load_id)
+    return {
+        table: reason
+        for table in tables
+        if (reason := ledger[table].shifted(landed_ids(client, table, reads[table].load_id)))
+    }
 
 
 def _sync(
@@ -221,20 +211,26 @@ def _sync(
         for table, result in zip(tables, results, strict=True):
             earlier = reads[table].rereads if table in reads else []
             reads[table] = _Read(result, load_id, earlier)  # type: ignore[arg-type]
-        shifted = _shifted(pipeline, ledger, reads, tables) if attempt < crm_api.max_rereads else {}
-        for table, reason in shifted.items():
-            context.log.warning(
-                f"reading crm/{table} again ({attempt + 1} of {crm_api.max_rereads}): {reason};"
-                " offset paging skips or repeats records when the list changes mid-read"
-            )
-            reads[table].rereads.append(reason)
-            _forget_quarantine(pipeline, table, load_id)
-            ledger.reset(table)
-        if not shifted:
-            break
+        with pipeline.sql_client() as client:  # one connection for the check and the finish
+            last = attempt == crm_api.max_rereads
+            shifted = {} if last else _shifted(client, ledger, reads, tables)
+            if not shifted:
+                totals = _api_totals(crm_api, list(reads)) if incremental else None
+                yield from _finish_sync(
+                    context, client, reads, pipeline, ledger, totals, warehouse.table_name
+                )
+                return
+            for table, reason in shifted.items():
+                context.log.warning(
+                    f"reading crm/{table} again ({attempt + 1} of {crm_api.max_rereads}):"
+                    f" {reason}; offset paging skips or repeats records when the list changes"
+                    " mid-read"
+                )
+                reads[table].rereads.append(reason)
+                if load_id:  # the re-read sets aside again what this read set aside
+                    drop_load_rows(client, QUARANTINE_TABLE, table, load_id)
+                ledger.reset(table)
         names = list(shifted)
-    totals = _api_totals(crm_api, list(reads)) if incremental else None
-    yield from _finish_sync(context, reads, pipeline, ledger, totals, warehouse.table_name)
 
 
 @functools.cache
