@@ -11,11 +11,11 @@ from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import build_table_checks
+from crm_assets.defs.crm.endpoints import build_endpoint_assets
 from crm_assets.defs.crm.jobs import build_crm_sync_job
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.schedules import build_reconcile_schedule
 from crm_assets.defs.crm.sensors import build_crm_change_sensor
-from crm_assets.defs.crm.translator import api_asset_specs
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.schema import crm_schema
@@ -48,7 +48,7 @@ def defs() -> dg.Definitions:
     built = [m for m in models if isinstance(m, dg.AssetsDefinition)]
     return dg.Definitions(
         assets=[
-            *api_asset_specs(crm_resource_names()),
+            build_endpoint_assets(crm_resource_names()),
             build_crm_assets(freshness, named),
             *models,
         ],

@@ -148,8 +148,16 @@ def _ops(loaded: dg.Definitions) -> dict[str, dg.AssetsDefinition]:
 
 def test_everything_touching_the_warehouse_shares_one_pool(loaded: dg.Definitions) -> None:
     ops = _ops(loaded)
-    assert set(ops) == {"crm_sync", "analytics__account_summary", "crm_table_checks"}
-    assert {op.op.pool for op in ops.values()} == {"crm_warehouse"}
+    writers = {"crm_sync", "analytics__account_summary", "crm_table_checks"}
+    assert set(ops) == {*writers, "crm_api_endpoints"}
+    assert {ops[name].op.pool for name in writers} == {"crm_warehouse"}
+    assert ops["crm_api_endpoints"].op.pool is None  # it only asks the API
+
+
+def test_the_endpoints_are_observable_sources(loaded: dg.Definitions) -> None:
+    graph = loaded.resolve_asset_graph()
+    assert all(graph.get(key).is_observable for key in API_KEYS)
+    assert not any(graph.get(key).is_materializable for key in API_KEYS)
 
 
 def test_crm_assets_are_one_subsettable_dlt_op(loaded: dg.Definitions) -> None:

@@ -17,8 +17,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+# Dagster's staleness as the UI computes it; there is no public API for it in 1.13.
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._utils.test.data_versions import get_stale_status_resolver
+
+from crm_assets.definitions import defs
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY
-from crm_assets.defs.crm.translator import api_asset_key
+from crm_assets.defs.crm.translator import api_asset_key, asset_key
 from crm_assets_tests.conftest import REPO, SandboxFactory, sandbox_cli_env
 from crm_assets_tests.ui.dagster_dev import dagster_dev
 
@@ -131,6 +136,9 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
             latest = instance.fetch_observations(api_asset_key("account"), limit=1).records
             # the sensor's first run on this fresh instance built the model with the tables
             assert instance.get_latest_materialization_event(ACCOUNT_SUMMARY) is not None
+            # synced since its endpoint's last observation: the lineage shows no "Unsynced"
+            staleness = get_stale_status_resolver(instance, list(defs().assets or []))
+            assert staleness.get_status(asset_key("account")) == StaleStatus.FRESH
         (observed,) = [r.asset_observation for r in latest]
         total = sandbox.store.total("account")
         assert (observed.tags or {})["dagster/data_version"].startswith(f"{total} @ ")

@@ -13,9 +13,10 @@ from urllib.parse import quote, unquote
 
 import dagster as dg
 
+from crm_assets.defs.crm.endpoints import endpoint_observations
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.defs.crm.resources import CrmApiResource
-from crm_assets.defs.crm.translator import api_asset_key, asset_key
+from crm_assets.defs.crm.translator import asset_key
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
@@ -137,31 +138,6 @@ def _run_request(
         asset_selection=[*(asset_key(name) for name in names), *downstream],
         tags={tag: ",".join(which) for tag, which in reasons.items() if which},
     )
-
-
-# Dagster's tag for an event's data version (its name in the UI's "Data version" field).
-DATA_VERSION_TAG = "dagster/data_version"
-
-
-def endpoint_observations(
-    probes: Mapping[str, Fingerprint | ProbeError], changed: Sequence[str]
-) -> list[dg.AssetObservation]:
-    """What the probes of the `changed` resources saw, on `crm_api/<name>_endpoint`: the API
-    side's state since it last changed. An endpoint is observed on its first tick and when its
-    fingerprint changes, not on every tick (thousands of identical events a day say nothing the
-    sensor's tick history does not). A failed probe says nothing."""
-    return [
-        dg.AssetObservation(
-            asset_key=api_asset_key(name),
-            metadata={
-                "total": dg.MetadataValue.int(seen.total),
-                "newest_updated_at": dg.MetadataValue.text(seen.newest_updated_at or "not sorted"),
-            },
-            tags={DATA_VERSION_TAG: f"{seen.total} @ {seen.newest_updated_at or '-'}"},
-        )
-        for name, seen in probes.items()
-        if name in changed and isinstance(seen, Fingerprint)
-    ]
 
 
 def _last_synced(instance: dg.DagsterInstance, name: str) -> float | None:

@@ -53,16 +53,3 @@ class CrmTranslator(DagsterDltTranslator):
             freshness_policy=self.freshness_policy,
             metadata=metadata,
         )
-
-
-def api_asset_specs(resource_names: list[str]) -> list[dg.AssetSpec]:
-    """The CRM endpoints as external assets, so lineage reads API endpoint -> table."""
-    return [
-        dg.AssetSpec(
-            key=api_asset_key(name),
-            group_name=API_GROUP_NAME,
-            description=f"GET {endpoint_path(name)} on the CRM REST API (read by the sync).",
-            kinds={"api"},
-        )
-        for name in resource_names
-    ]
