@@ -27,14 +27,14 @@ from crm_assets.defs.crm.checks import (
     sync_check_results,
     sync_check_specs,
 )
+from crm_assets.defs.crm.endpoints import probe_endpoints
 from crm_assets.defs.crm.metadata import column_schema, table_metadata
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import CrmTranslator, asset_key
 from crm_assets.source.batches import QUARANTINE_TABLE
 from crm_assets.source.contract import crm_resource_names, crm_source
-from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
 from crm_assets.source.ledger import SyncLedger
-from crm_assets.source.probe import ProbeError, probe
+from crm_assets.source.probe import Fingerprint
 from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
 from crm_assets.sync.progress import ProgressReporter
 from crm_assets.sync.redaction import leaked_secret, redacted_logs
@@ -74,15 +74,8 @@ class CrmSyncConfig(dg.Config):
 
 def _api_totals(crm_api: CrmApiResource, tables: list[str]) -> dict[str, int | None]:
     """Each resource's unfiltered total, probed after an incremental sync (None: probe failed)."""
-    session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
-    base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
-    totals: dict[str, int | None] = {}
-    for table in tables:
-        try:
-            totals[table] = probe(session, base_url, api_key, table, {}, crm_api.timeout_s).total
-        except ProbeError:
-            totals[table] = None
-    return totals
+    seen = probe_endpoints(crm_api, tables, params={})
+    return {t: s.total if isinstance(s, Fingerprint) else None for t, s in seen.items()}
 
 
 @dataclass

@@ -52,6 +52,24 @@ def endpoint_observations(
     ]
 
 
+def probe_endpoints(
+    crm_api: CrmApiResource, names: Sequence[str], params: Mapping[str, str] | None = None
+) -> dict[str, Fingerprint | ProbeError]:
+    """One request per resource (limit=1, newest first unless `params` says otherwise): what
+    each endpoint holds, or why its probe failed (never raised: one failure blocks no other)."""
+    session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
+    base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
+    query = crm_api.newest_first_params if params is None else params
+    seen: dict[str, Fingerprint | ProbeError] = {}
+    with redacted_logs([api_key]):  # HTTP debug logging would print each probe's URL
+        for name in names:
+            try:
+                seen[name] = probe(session, base_url, api_key, name, query, crm_api.timeout_s)
+            except ProbeError as error:  # names the resource, never the key or the query
+                seen[name] = error
+    return seen
+
+
 def api_asset_specs(resource_names: list[str]) -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
@@ -84,29 +102,15 @@ def build_endpoint_assets(resource_names: list[str]) -> dg.AssetsDefinition:
 
     @observable
     def crm_api_endpoints(context: dg.AssetExecutionContext) -> Iterator[dg.ObserveResult]:
-        crm_api: CrmApiResource = context.resources.crm_api
-        session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
-        base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
-        failures = []
-        with redacted_logs([api_key]):  # HTTP debug logging would print each probe's URL
-            for key in sorted(context.selected_asset_keys, key=str):
-                name = _resource_name(key)
-                try:
-                    seen = probe(
-                        session,
-                        base_url,
-                        api_key,
-                        name,
-                        crm_api.newest_first_params,
-                        crm_api.timeout_s,
-                    )
-                except ProbeError as error:  # names the resource, never the key or the query
-                    failures.append(str(error))
-                    continue
+        keys = {_resource_name(key): key for key in context.selected_asset_keys}
+        seen = probe_endpoints(context.resources.crm_api, sorted(keys))
+        failures = [str(s) for s in seen.values() if isinstance(s, ProbeError)]
+        for name, fingerprint in seen.items():
+            if isinstance(fingerprint, Fingerprint):
                 yield dg.ObserveResult(
-                    asset_key=key,
-                    metadata=_metadata(seen),
-                    data_version=dg.DataVersion(data_version(seen)),
+                    asset_key=keys[name],
+                    metadata=_metadata(fingerprint),
+                    data_version=dg.DataVersion(data_version(fingerprint)),
                 )
         if failures:
             raise dg.Failure("; ".join(failures))

@@ -13,15 +13,13 @@ from urllib.parse import quote, unquote
 
 import dagster as dg
 
-from crm_assets.defs.crm.endpoints import endpoint_observations
+from crm_assets.defs.crm.endpoints import endpoint_observations, probe_endpoints
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.http import PROBE_RETRY_POLICY, build_session
-from crm_assets.source.probe import Fingerprint, ProbeError, probe
-from crm_assets.sync.redaction import redacted_logs
+from crm_assets.source.probe import Fingerprint, ProbeError
 
 SENSOR_NAME = "crm_change_sensor"
 
@@ -183,22 +181,7 @@ def build_crm_change_sensor(
     def crm_change_sensor(
         context: dg.SensorEvaluationContext, crm_api: CrmApiResource
     ) -> dg.SensorResult:
-        session = build_session(crm_api.timeout_s, PROBE_RETRY_POLICY)
-        base_url, api_key = crm_api.resolved_base_url(), crm_api.resolved_api_key()
-        probes: dict[str, Fingerprint | ProbeError] = {}
-        with redacted_logs([api_key]):  # HTTP debug logging would print each probe's URL
-            for name in crm_resource_names():
-                try:
-                    probes[name] = probe(
-                        session,
-                        base_url,
-                        api_key,
-                        name,
-                        crm_api.newest_first_params,
-                        crm_api.timeout_s,
-                    )
-                except ProbeError as error:
-                    probes[name] = error
+        probes = probe_endpoints(crm_api, crm_resource_names())
         last = {name: _last_synced(context.instance, name) for name in crm_resource_names()}
         now = clock()
         ages = {
