@@ -49,10 +49,10 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[
             build_endpoint_assets(crm_resource_names()),
-            build_crm_assets(freshness, named),
+            build_crm_assets(freshness, named, settings.history),
             *models,
         ],
-        asset_checks=[build_table_checks(crm_resource_names())],
+        asset_checks=[build_table_checks(crm_resource_names(), settings.history)],
         jobs=[build_crm_sync_job(built)],
         # One process per run: the steps share the warehouse's one writer anyway, and a step
         # process costs an import of Dagster, dlt and these definitions (~3 s each).

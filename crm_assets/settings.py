@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
+from crm_assets.source.contract import crm_resource_names
+
 
 class SettingsError(ValueError):
     """An orchestration env var with a value that cannot work; names the variable."""
@@ -43,6 +45,8 @@ class OrchestrationSettings:
     # One run per CRM resource (sensor and schedule): each can go to its own worker (one pod
     # each with dagster-k8s's run launcher) and, on Postgres, load at the same time.
     run_per_resource: bool = False
+    # resources that keep every version of their records too, in crm.<name>_history
+    history: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not timedelta(minutes=1) <= self.freshness_warn < self.freshness_fail:
@@ -57,6 +61,11 @@ class OrchestrationSettings:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"CRM_TIMEZONE {self.timezone!r} is not an IANA zone") from None
+        if unknown := [name for name in self.history if name not in crm_resource_names()]:
+            raise SettingsError(
+                f"CRM_HISTORY names {unknown[0]!r}, not a CRM resource: one or more of"
+                f" {', '.join(crm_resource_names())}, separated by commas"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OrchestrationSettings:
@@ -90,4 +99,7 @@ class OrchestrationSettings:
             reconcile_cron=env.get("CRM_RECONCILE_CRON") or defaults.reconcile_cron,
             timezone=env.get("CRM_TIMEZONE") or defaults.timezone,
             run_per_resource=flag("CRM_RUN_PER_RESOURCE", defaults.run_per_resource),
+            history=tuple(
+                n.strip() for n in (env.get("CRM_HISTORY") or "").split(",") if n.strip()
+            ),
         )

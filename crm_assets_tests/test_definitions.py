@@ -239,3 +239,18 @@ def test_importing_the_package_reads_no_env_and_writes_no_files(tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_history_mode_adds_each_named_history_table_with_its_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_HISTORY", "opportunity")
+
+    loaded = defs()
+
+    graph = loaded.resolve_asset_graph()
+    history = dg.AssetKey(["crm", "opportunity_history"])
+    assert set(graph.get_all_asset_keys()) == CRM_KEYS | API_KEYS | {MODEL_KEY, history}
+    assert graph.get(history).parent_keys == {dg.AssetKey(["crm_api", "opportunity_endpoint"])}
+    checks = {key for key in graph.asset_check_keys if key.asset_key == history}
+    assert checks == {dg.AssetCheckKey(history, "versions_consistent")}

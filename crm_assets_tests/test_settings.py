@@ -29,10 +29,17 @@ def test_overrides() -> None:
             "CRM_RECONCILE_CRON": "*/30 * * * *",
             "CRM_TIMEZONE": "Europe/Berlin",
             "CRM_RUN_PER_RESOURCE": "true",
+            "CRM_HISTORY": "opportunity, account",
         }
     )
     assert settings == OrchestrationSettings(
-        timedelta(minutes=30), timedelta(minutes=90), 15, "*/30 * * * *", "Europe/Berlin", True
+        timedelta(minutes=30),
+        timedelta(minutes=90),
+        15,
+        "*/30 * * * *",
+        "Europe/Berlin",
+        True,
+        ("opportunity", "account"),
     )
 
 
@@ -48,6 +55,7 @@ def test_overrides() -> None:
         ({"CRM_RECONCILE_CRON": "0 3 30 2 *"}, "CRM_RECONCILE_CRON"),
         ({"CRM_TIMEZONE": "Mars/Olympus"}, "CRM_TIMEZONE"),
         ({"CRM_RUN_PER_RESOURCE": "sometimes"}, "CRM_RUN_PER_RESOURCE"),
+        ({"CRM_HISTORY": "opportunity,deals"}, "CRM_HISTORY names 'deals'"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:

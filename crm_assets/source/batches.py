@@ -31,6 +31,7 @@ from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
 from dlt.extract.resource import DltResource
 from dlt.sources.helpers.rest_client.client import PageData
 
+from crm_assets.source.history import history_rows
 from crm_assets.source.ledger import Rejection
 from crm_assets.source.records import RecordGate
 from crm_assets.source.schema import DELETED_AT, MAX_DECIMAL_PRECISION, PRIMARY_KEY, Column
@@ -298,8 +299,15 @@ class GatedPages:
     one flushes the rest. `_dlt_load_id` is dlt's to add (see `ARROW_NORMALIZER_CONFIG`).
     """
 
-    def __init__(self, gate: RecordGate, batcher: ArrowBatcher, id_type_name: str) -> None:
+    def __init__(
+        self,
+        gate: RecordGate,
+        batcher: ArrowBatcher,
+        id_type_name: str,
+        history: str | None = None,
+    ) -> None:
         self.gate, self.batcher, self.id_type_name = gate, batcher, id_type_name
+        self.history = history  # the history table, which gets every row too (history.py)
         self._batch: list[dict[str, Any]] = []  # rows arrow can carry
         self._loose: list[dict[str, Any]] = []  # rows only dlt's dict path can
         self._emitted = False
@@ -327,7 +335,7 @@ class GatedPages:
     def _flush(self) -> Iterator[Any]:
         batch, loose = self._batch, self._loose
         self._batch, self._loose, self._emitted = [], [], True
-        yield from _flush(batch, loose, self.batcher, self.gate)
+        yield from _flush(batch, loose, self.batcher, self.gate, self.history)
 
 
 def _is_last(page: list[Any]) -> bool:
@@ -341,6 +349,7 @@ def _flush(
     loose: list[dict[str, Any]],
     batcher: ArrowBatcher,
     gate: RecordGate,
+    history: str | None = None,
 ) -> Iterator[Any]:
     if refused := batcher.too_wide(batch + loose):
         for row in refused:
@@ -351,14 +360,20 @@ def _flush(
             gate.ledger.withhold(Rejection(gate.resource, row[PRIMARY_KEY], None, reason, row))
         batch = [r for r in batch if not _wide(r[PRIMARY_KEY])]
         loose = [r for r in loose if not _wide(r[PRIMARY_KEY])]
+    # the history's copies, taken before the batcher reads the rows; dlt hashes them as they are
+    versions = [_loadable(r) for r in [*batch, *loose]] if history else []
     table = batcher.table_of(batch) if batch else None
     if table is not None:
         yield table
     elif batch:
         loose = batch + loose
     if loose:
-        # dlt would type an integer past 64 bits as a bigint and fail writing it
-        yield [
-            {**r, PRIMARY_KEY: Decimal(r[PRIMARY_KEY])} if _wide(r[PRIMARY_KEY]) else r
-            for r in loose
-        ]
+        yield [_loadable(r) for r in loose]
+    if history and versions:
+        yield history_rows(history, versions)
+
+
+def _loadable(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` as dlt's dict path can load it: an integer id past 64 bits as a decimal (dlt would
+    type it as a bigint and fail writing it)."""
+    return {**row, PRIMARY_KEY: Decimal(row[PRIMARY_KEY])} if _wide(row[PRIMARY_KEY]) else row

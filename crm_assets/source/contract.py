@@ -28,6 +28,7 @@ from crm_assets.source.batches import (
     add_quarantine_table,
     quiet_json_as_text,
 )
+from crm_assets.source.history import add_history_table
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.source.prefetch import PagePrefetcher
@@ -90,6 +91,7 @@ class SyncOptions:
     prefetcher: PagePrefetcher | None = None  # fetch pages ahead, concurrently
     incremental: Incremental | None = None  # only records changed since the last sync
     max_records: int | None = DEFAULT_MAX_RECORDS  # per resource; a larger `total` is refused
+    history: frozenset[str] = frozenset()  # resources that also keep every version (history.py)
 
 
 def _filter(name: str, options: SyncOptions) -> dict[str, str]:
@@ -175,7 +177,8 @@ def _gate(resource: DltResource, options: SyncOptions) -> None:
     gate = RecordGate(name, options.ledger[name], options.strict, strip_nul=options.strip_nul)
     key = next((c for c in gate.columns if c.is_primary_key), None)
     id_type = key.data_type if key else "bigint"
-    resource.add_step(GatedPages(gate, ArrowBatcher(name, gate.columns), id_type))
+    history = add_history_table(resource) if name in options.history else None
+    resource.add_step(GatedPages(gate, ArrowBatcher(name, gate.columns), id_type, history))
     add_quarantine_table(resource)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from dlt.destinations.job_client_impl import SqlJobClientBase
 from dlt.destinations.sql_client import SqlClientBase
 
-from crm_assets.source.schema import DELETED_AT
+from crm_assets.source.history import VALID_FROM, VALID_TO, history_table
+from crm_assets.source.schema import DELETED_AT, PRIMARY_KEY
 
 DLT_LOAD_ID = "_dlt_load_id"
 
@@ -51,6 +52,60 @@ def mark_deleted(client: SqlClientBase, table: str, load_id: str, at: datetime) 
         client.execute_sql(f"update {qualified} set {DELETED_AT} = %s where {gone}", at, load_id)
     marked = client.execute_sql(f"select count(*) from {qualified} where {DELETED_AT} is not null")
     return int(newly[0][0]), int(marked[0][0])
+
+
+def close_deleted_versions(client: SqlClientBase, table: str, at: datetime) -> int:
+    """Closes, at `at`, the current version in `<table>_history` of every row marked deleted in
+    `table` (history mode; call after `mark_deleted`). Returns how many were closed."""
+    history = history_table(table)
+    if not existing_tables(client, [history]):
+        return 0
+    versions = client.make_qualified_table_name(history)
+    current = client.make_qualified_table_name(table)
+    gone = (
+        f"{VALID_TO} is null and {PRIMARY_KEY} in"
+        f" (select {PRIMARY_KEY} from {current} where {DELETED_AT} is not null)"
+    )
+    with client.begin_transaction():
+        count = client.execute_sql(f"select count(*) from {versions} where {gone}")
+        client.execute_sql(f"update {versions} set {VALID_TO} = %s where {gone}", at)
+    return int(count[0][0])
+
+
+def version_counts(client: SqlClientBase, table: str) -> tuple[int, int]:
+    """(versions, current versions) in `<table>_history`."""
+    history = history_table(table)
+    if not existing_tables(client, [history]):
+        return 0, 0
+    query = f"select count(*), count(*) - count({VALID_TO}) from"
+    versions, current = client.execute_sql(f"{query} {client.make_qualified_table_name(history)}")[
+        0
+    ]
+    return int(versions), int(current)
+
+
+def history_problems(client: SqlClientBase, table: str) -> tuple[int, int, int]:
+    """What breaks `<table>_history`'s invariants: (ids with more than one current version,
+    versions that overlap the id's previous one, live ids in `table` without exactly one
+    current version)."""
+    versions = client.make_qualified_table_name(history_table(table))
+    current = client.make_qualified_table_name(table)
+    key = PRIMARY_KEY
+    doubled = (
+        f"select count(*) from (select {key} from {versions} where {VALID_TO} is null"
+        f" group by {key} having count(*) > 1) doubled"
+    )
+    overlapping = (
+        f"select count(*) from (select {VALID_FROM} as since, lag({VALID_TO}) over"
+        f" (partition by {key} order by {VALID_FROM}) as before_until, row_number() over"
+        f" (partition by {key} order by {VALID_FROM}) as n from {versions}) ordered"
+        " where n > 1 and (before_until is null or before_until > since)"
+    )
+    unmatched = (
+        f"select count(*) from {current} c where c.{DELETED_AT} is null and (select count(*)"
+        f" from {versions} v where v.{key} = c.{key} and v.{VALID_TO} is null) <> 1"
+    )
+    return tuple(int(client.execute_sql(q)[0][0]) for q in (doubled, overlapping, unmatched))  # type: ignore[return-value]
 
 
 def drop_unfinished(client: SqlClientBase, table: str, resources: Sequence[str]) -> int:

@@ -5,7 +5,7 @@ so the sync step can report the checks only it can judge: reconciliation, deleti
 """
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -15,6 +15,7 @@ from dagster_dlt import DagsterDltResource
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt import Pipeline
 from dlt import pipeline as dlt_pipeline
+from dlt.common.schema import Schema
 from dlt.destinations.sql_client import SqlClientBase
 from dlt.extract import DltResource
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -28,11 +29,12 @@ from crm_assets.defs.crm.checks import (
     sync_check_specs,
 )
 from crm_assets.defs.crm.endpoints import probe_endpoints
-from crm_assets.defs.crm.metadata import column_schema, table_metadata
+from crm_assets.defs.crm.metadata import column_schema, history_column_schema, table_metadata
 from crm_assets.defs.crm.resources import CrmApiResource
-from crm_assets.defs.crm.translator import CrmTranslator, asset_key
+from crm_assets.defs.crm.translator import GROUP_NAME, CrmTranslator, api_asset_key, asset_key
 from crm_assets.source.batches import QUARANTINE_TABLE
 from crm_assets.source.contract import crm_resource_names, crm_source
+from crm_assets.source.history import history_table
 from crm_assets.source.ledger import SyncLedger
 from crm_assets.source.probe import Fingerprint
 from crm_assets.sync.errors import CrmSyncError, describe_sync_failure
@@ -44,12 +46,14 @@ from crm_assets.warehouse.resource import (
     WarehouseResource,
 )
 from crm_assets.warehouse.tables import (
+    close_deleted_versions,
     drop_load_rows,
     drop_unfinished,
     landed_ids,
     mark_deleted,
     newest,
     row_counts,
+    version_counts,
 )
 
 
@@ -95,9 +99,10 @@ def _finish_sync(
     ledger: SyncLedger,
     api_totals: dict[str, int | None] | None,
     table_name: Callable[[str], str],
+    history: Collection[str] = (),
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Deletion marks, then each table's metadata and checks (quarantine rows and empty tables
-    came in the sync's own load).
+    came in the sync's own load); the deleted records' versions closed in the `history` tables.
 
     `api_totals` (unfiltered) marks an incremental sync: it saw only changed records, so it
     marks no deletions and reconciles the table's live rows with the API's total instead.
@@ -138,11 +143,37 @@ def _finish_sync(
         if read.rereads:
             metadata["reread_because"] = dg.MetadataValue.text("; ".join(read.rereads))
         yield dg.MaterializeResult(asset_key=read.result.asset_key, metadata=metadata)
+        if table in history:
+            closed = close_deleted_versions(client, table, now) if marks.newly is not None else 0
+            schema = pipeline.default_schema
+            yield _history_result(client, schema, table, read.load_id, closed, table_name)
         if reason := gone_upstream_not_checked(reconciliation, marks):
             context.log.info(f"{GONE_UPSTREAM} on crm/{table} not evaluated: {reason}")
         yield from sync_check_results(
             seen, reconciliation, marks, set(context.selected_asset_check_keys)
         )
+
+
+def _history_result(
+    client: SqlClientBase,
+    schema: Schema,
+    table: str,
+    load_id: str | None,
+    closed: int,
+    table_name: Callable[[str], str],
+) -> dg.MaterializeResult:
+    versions, current = version_counts(client, table)
+    history = history_table(table)
+    columns = history_column_schema(table, schema.get_table_columns(history))
+    return dg.MaterializeResult(
+        asset_key=asset_key(history),
+        metadata={
+            **table_metadata(table_name(history), columns, row_count=versions),
+            "current_versions": dg.MetadataValue.int(current),
+            "closed_as_deleted": dg.MetadataValue.int(closed),
+            "dlt_load_id": dg.MetadataValue.text(load_id or "none: nothing loaded"),
+        },
+    )
 
 
 def _shifted(
@@ -169,7 +200,14 @@ def _sync(
     resource whose list moved under the read (up to `max_rereads`), then marks, metadata,
     checks."""
     ledger = SyncLedger()
-    selected = [n for n in crm_resource_names() if asset_key(n) in context.selected_asset_keys]
+    keys = context.selected_asset_keys
+    selected = [n for n in crm_resource_names() if asset_key(n) in keys]
+    history = [n for n in crm_resource_names() if asset_key(history_table(n)) in keys]
+    if alone := [history_table(n) for n in history if n not in selected]:
+        raise CrmSyncError(
+            f"crm/{alone[0]} is written by the sync of crm/{alone[0].removesuffix('_history')}:"
+            " select both"
+        )
     incremental = config.mode != "full" and crm_api.is_incremental
     if config.mode == "incremental" and not incremental:
         context.log.warning("mode incremental, but crm_api has no incremental_param: full")
@@ -187,7 +225,7 @@ def _sync(
     names = selected
     for attempt in range(crm_api.max_rereads + 1):
         with (
-            crm_api.sync_source(ledger, since, names, warehouse.refuses_nul) as source,
+            crm_api.sync_source(ledger, since, names, warehouse.refuses_nul, history) as source,
             ProgressReporter(ledger, context.log.info, crm_api.progress_every_s),
         ):
             results = list(
@@ -210,7 +248,7 @@ def _sync(
             if not shifted:
                 totals = _api_totals(crm_api, list(reads)) if incremental else None
                 yield from _finish_sync(
-                    context, client, reads, pipeline, ledger, totals, warehouse.table_name
+                    context, client, reads, pipeline, ledger, totals, warehouse.table_name, history
                 )
                 return
             for table, reason in shifted.items():
@@ -235,11 +273,31 @@ def _placeholder_resources(names: tuple[str, ...]) -> tuple[DltResource, ...]:
     return tuple(resources[name] for name in names)
 
 
+def _history_spec(name: str, translator: CrmTranslator, target: WarehouseResource) -> dg.AssetSpec:
+    """`crm/<name>_history`: every version of `crm/<name>`'s records, written by its sync."""
+    table = history_table(name)
+    return dg.AssetSpec(
+        key=asset_key(table),
+        deps=[api_asset_key(name)],
+        group_name=GROUP_NAME,
+        description=(
+            f"Every version of the CRM {name} records (dlt scd2 on id): valid_from, valid_to"
+            f" (NULL while current). Written in the same load as crm/{name}."
+        ),
+        kinds={"dlt", target.destination},
+        freshness_policy=translator.freshness_policy,
+        metadata=table_metadata(target.table_name(table), history_column_schema(name)),
+    )
+
+
 def build_crm_assets(
     freshness_policy: dg.FreshnessPolicy | None = None,
     target: WarehouseResource | None = None,
+    history: Collection[str] = (),
 ) -> dg.AssetsDefinition:
     """Asset specs come from a placeholder source; every run builds the real one from resources.
+
+    `history`: the resources that also keep every version, in `crm/<name>_history`.
 
     `target` (the configured warehouse) names the kind the UI shows next to `dlt` and the table
     each asset is stored in; a run loads through the `warehouse` resource.
@@ -260,6 +318,8 @@ def build_crm_assets(
         )
         for resource in _placeholder_resources(tuple(crm_resource_names()))
     ]
+
+    specs += [_history_spec(name, translator, target) for name in history]
 
     @dg.multi_asset(
         specs=specs,

@@ -5,7 +5,7 @@ gone upstream, records rejected) are reported by the sync step itself; checks on
 contents (ids, declared columns) are their own step, so they can also run on demand.
 """
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,16 +13,18 @@ import dagster as dg
 from dlt.destinations.sql_client import SqlClientBase
 
 from crm_assets.defs.crm.translator import asset_key
+from crm_assets.source.history import HISTORY_SUFFIX, history_table
 from crm_assets.source.ledger import Reconciliation, ResourceLedger
 from crm_assets.source.schema import declared_columns
 from crm_assets.warehouse.resource import WAREHOUSE_POOL, WarehouseResource
-from crm_assets.warehouse.tables import id_counts, stored_columns
+from crm_assets.warehouse.tables import existing_tables, history_problems, id_counts, stored_columns
 
 RECONCILED = "reconciled_with_api"
 GONE_UPSTREAM = "gone_upstream"
 SCHEMA_DRIFT = "no_schema_drift"
 ID_UNIQUE = "id_unique_not_null"
 DECLARED_COLUMNS = "declared_columns"
+HISTORY_CONSISTENT = "versions_consistent"
 
 
 def sync_check_specs(resources: list[str]) -> list[dg.AssetCheckSpec]:
@@ -184,8 +186,33 @@ def _columns_check(resource: str, stored: dict[str, Any]) -> dg.AssetCheckResult
     )
 
 
-def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
-    """Content checks for every CRM table, one subsettable step in the warehouse pool."""
+def _history_check(client: SqlClientBase, resource: str) -> dg.AssetCheckResult:
+    table = history_table(resource)
+    counts: dict[str, int] = {}
+    if existing_tables(client, [table]):
+        doubled, overlapping, unmatched = history_problems(client, resource)
+        counts = {
+            "ids with more than one current version": doubled,
+            "versions overlapping the one before": overlapping,
+            f"live rows of crm/{resource} without exactly one current version": unmatched,
+        }
+    problems = [f"{count} {what}" for what, count in counts.items() if count]
+    if not counts:
+        problems = [f"table {table!r} does not exist in the warehouse"]
+    return dg.AssetCheckResult(
+        asset_key=asset_key(table),
+        check_name=HISTORY_CONSISTENT,
+        passed=not problems,
+        description="; ".join(problems) or "one current version per live id, no overlaps",
+        metadata={what.split(" of ")[0]: count for what, count in counts.items()},
+    )
+
+
+def build_table_checks(
+    resources: list[str], history: Collection[str] = ()
+) -> dg.AssetChecksDefinition:
+    """Content checks for every CRM table (and each history table), one subsettable step in
+    the warehouse pool."""
     specs = [
         spec
         for name in resources
@@ -201,6 +228,18 @@ def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
         )
     ]
 
+    specs += [
+        dg.AssetCheckSpec(
+            HISTORY_CONSISTENT,
+            asset=asset_key(history_table(name)),
+            description=(
+                "At most one current version per id, no version overlapping the one before it,"
+                f" and exactly one current version for every live row of crm/{name}"
+            ),
+        )
+        for name in history
+    ]
+
     @dg.multi_asset_check(
         specs=specs, can_subset=True, pool=WAREHOUSE_POOL, name="crm_table_checks"
     )
@@ -210,6 +249,9 @@ def build_table_checks(resources: list[str]) -> dg.AssetChecksDefinition:
         with warehouse.destination_client() as client:
             for check_key in sorted(context.selected_asset_check_keys, key=str):
                 resource = check_key.asset_key.path[-1]
+                if check_key.name == HISTORY_CONSISTENT:
+                    yield _history_check(client.sql_client, resource.removesuffix(HISTORY_SUFFIX))
+                    continue
                 stored = stored_columns(client, resource)
                 if not stored:
                     yield dg.AssetCheckResult(

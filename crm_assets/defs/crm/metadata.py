@@ -7,7 +7,8 @@ from typing import Any
 
 import dagster as dg
 
-from crm_assets.source.schema import DECIMAL_PRECISION, DECIMAL_SCALE, declared_columns
+from crm_assets.source.history import VALID_FROM, VALID_TO
+from crm_assets.source.schema import DECIMAL_PRECISION, DECIMAL_SCALE, DELETED_AT, declared_columns
 from crm_assets.source.types import TYPES
 
 UNDECLARED = "Not in the declared schema: dlt added it from the API's records"
@@ -79,3 +80,33 @@ def table_metadata(
     if row_count is not None:
         entries["dagster/row_count"] = row_count
     return entries
+
+
+_VALIDITY = {
+    VALID_FROM: "When this version was first loaded (the load's time)",
+    VALID_TO: "When a later version or a deletion replaced it; NULL while current",
+}
+
+
+def history_column_schema(
+    resource: str, loaded: Mapping[str, Mapping[str, Any]] | None = None
+) -> dg.TableSchema:
+    """`column_schema` of `<resource>_history`: the same columns, an id per version (not
+    unique), no `_deleted_at`, and the validity interval."""
+    columns = [
+        dg.TableColumn(
+            name=c.name,
+            type=c.type,
+            description=c.description,
+            constraints=dg.TableColumnConstraints(nullable=False, unique=False),
+        )
+        if c.name == "id"
+        else c
+        for c in column_schema(resource, loaded).columns
+        if c.name not in (DELETED_AT, *_VALIDITY)
+    ]
+    validity = [
+        dg.TableColumn(name=name, type=display_type("timestamp"), description=description)
+        for name, description in _VALIDITY.items()
+    ]
+    return dg.TableSchema(columns=[*columns, *validity])

@@ -110,13 +110,15 @@ class CrmApiResource(dg.ConfigurableResource):
         since: Mapping[str, datetime | None] | None = None,
         selected: Collection[str] = (),
         strip_nul: bool = False,
+        history: Collection[str] = (),
     ) -> Iterator[DltSource]:
         """A fresh dlt source for one sync, with its session, rate limit and page prefetcher.
 
         Built per run, never shared; the prefetcher's threads end when the block does. With
         `since` (per resource) and `incremental_param` set, only changed records are asked for;
         the first pages of the `selected` resources are asked for at once; `strip_nul` for a
-        warehouse that refuses NUL characters (PostgreSQL).
+        warehouse that refuses NUL characters (PostgreSQL); `history`: the resources whose every
+        version is kept too (`<name>_history`).
         """
         limiter = (
             RateLimiter(self.rate_limit_per_s, self.rate_limit_burst)
@@ -144,6 +146,7 @@ class CrmApiResource(dg.ConfigurableResource):
             strip_nul=strip_nul,
             prefetcher=prefetcher,
             max_records=self.max_records_per_resource,
+            history=frozenset(history),
             incremental=(
                 Incremental(self.incremental_param, self.cursor_field, since)
                 if self.incremental_param and since is not None
