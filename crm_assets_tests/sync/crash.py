@@ -19,7 +19,10 @@ from typing import Any
 import dlt
 
 from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.schema import declared_columns
 from crm_assets.warehouse.resource import PIPELINE_NAME, WarehouseResource
+from crm_assets.warehouse.tables import history_problems
+from crm_assets_tests.sync.crash_child import HISTORY
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox import SandboxServer
 
@@ -102,6 +105,28 @@ def _table_differences(
     return problems
 
 
+def _history_differences(warehouse: WarehouseResource, table: str) -> list[str]:
+    """`<table>_history` against `table`: its invariants hold, and each live row's current
+    version holds the row's values."""
+    with warehouse.sql_client() as client:
+        doubled, overlapping, unmatched = history_problems(client, table)
+        current = client.make_qualified_table_name(table)
+        versions = client.make_qualified_table_name(f"{table}_history")
+        columns = [c.name for c in declared_columns(table) if c.name not in ("id", "_deleted_at")]
+        differ = " or ".join(f"v.{c} is distinct from c.{c}" for c in columns)
+        stale = client.execute_sql(
+            f"select count(*) from {current} c join {versions} v on v.id = c.id"
+            f" and v.valid_to is null where c._deleted_at is null and ({differ})"
+        )[0][0]
+    counts = {
+        "ids with two current versions": doubled,
+        "overlapping versions": overlapping,
+        "live rows without one current version": unmatched,
+        "current versions that differ from the live row": stale,
+    }
+    return [f"{table}_history: {n} {what}" for what, n in counts.items() if n]
+
+
 def differences(
     sandbox: SandboxServer, warehouse: WarehouseResource, quarantined: list[tuple[Any, ...]]
 ) -> list[str]:
@@ -111,6 +136,7 @@ def differences(
         for t in crm_resource_names()
         for p in _table_differences(sandbox, warehouse, t, quarantined)
     ]
+    problems += [p for t in HISTORY for p in _history_differences(warehouse, t)]
     with warehouse.connect() as connection:
         last_load = connection.execute("select max(load_id) from crm._dlt_loads").fetchone()[0]
         found = connection.execute(

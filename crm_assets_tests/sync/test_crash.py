@@ -3,7 +3,8 @@
 The job runs in a child process (`crash_child.py`) that kills itself mid-extract, -normalize,
 -load, -deletion marks, -checks or -model; the data changes upstream before and after the
 crash. One normal run must then leave exactly the API's snapshot: no duplicates, nothing missing,
-`_deleted_at` right, the quarantine complete, no load package left behind. CRM_TEST_CRASH_SEED
+`_deleted_at` right, the quarantine complete, no load package left behind, and the history of
+`crash_child.HISTORY` consistent with its table. CRM_TEST_CRASH_SEED
 picks other points (`make soak` goes through many).
 """
 
@@ -12,21 +13,18 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import (
     TEST_KEY,
     SandboxFactory,
-    Sync,
     materialize,
     shell_settings,
 )
 from crm_assets_tests.support import failure_message
 from crm_assets_tests.sync.crash import SET_ASIDE, UNFIT_RECORD, differences, run_job
-from crm_assets_tests.sync.crash_child import PHASES
+from crm_assets_tests.sync.crash_child import PHASES, job_definitions
 from crm_assets_tests.warehouse_rows import warehouse_records
 from crm_sandbox import CrmStore, FaultPlan, SandboxServer
 
@@ -42,8 +40,6 @@ def _upstream(make: Callable[[int], SandboxServer]) -> SandboxServer:
 
 @pytest.fixture(scope="module")
 def first_synced(
-    crm_assets_def: dg.AssetsDefinition,
-    table_checks: dg.AssetChecksDefinition,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A folder holding the warehouse and dlt's state after one good run of the job against
@@ -56,8 +52,7 @@ def first_synced(
         with pytest.MonkeyPatch.context() as env:
             for name in shell_settings(os.environ):  # as each test's own isolation does
                 env.delenv(name)
-            definitions = [crm_assets_def, table_checks, build_account_summary_asset()]
-            result = materialize(definitions, sandbox, warehouse)
+            result = materialize(job_definitions(), sandbox, warehouse)
     finally:
         sandbox.stop()
     assert result.success, failure_message(result)
@@ -69,7 +64,6 @@ def first_synced(
 def test_one_run_after_a_kill_in_any_phase_leaves_the_exact_snapshot(
     make_sandbox: SandboxFactory,
     first_synced: Path,
-    sync_all: Sync,
     warehouse: WarehouseResource,
     phase: str,
 ) -> None:
@@ -85,7 +79,8 @@ def test_one_run_after_a_kill_in_any_phase_leaves_the_exact_snapshot(
     assert crashed.returncode == -9, f"not killed ({where}, exit {crashed.returncode})"
     sandbox.store.update("account", 2, {"name": "After the crash"})
     sandbox.store.delete("contact", 13)
-    assert sync_all(sandbox).success, f"the run after {where} (seed {SEED}) failed"
+    repaired = materialize(job_definitions(), sandbox, warehouse)
+    assert repaired.success, f"the run after {where} (seed {SEED}) failed"
     assert differences(sandbox, warehouse, [SET_ASIDE]) == [], f"after {where} (seed {SEED})"
     with warehouse.connect() as connection:
         marked = connection.execute(
