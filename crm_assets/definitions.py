@@ -9,6 +9,7 @@ from dagster_dlt import DagsterDltResource
 
 from crm_assets.defs.analytics.assets import build_account_summary_asset
 from crm_assets.defs.analytics.sensors import build_analytics_automation_sensor
+from crm_assets.defs.analytics.stage_durations import build_stage_durations_asset
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import build_table_checks
 from crm_assets.defs.crm.endpoints import build_endpoint_assets
@@ -45,6 +46,8 @@ def defs() -> dg.Definitions:
         fail_window=settings.freshness_fail, warn_window=settings.freshness_warn
     )
     models = [build_account_summary_asset(freshness, named, crm_schema())]
+    if "opportunity" in settings.history:
+        models.append(build_stage_durations_asset(freshness, named))
     built = [m for m in models if isinstance(m, dg.AssetsDefinition)]
     return dg.Definitions(
         assets=[

@@ -241,7 +241,7 @@ def test_importing_the_package_reads_no_env_and_writes_no_files(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
 
 
-def test_history_mode_adds_each_named_history_table_with_its_check(
+def test_history_mode_adds_each_named_history_table_with_its_check_and_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CRM_HISTORY", "opportunity")
@@ -250,7 +250,12 @@ def test_history_mode_adds_each_named_history_table_with_its_check(
 
     graph = loaded.resolve_asset_graph()
     history = dg.AssetKey(["crm", "opportunity_history"])
-    assert set(graph.get_all_asset_keys()) == CRM_KEYS | API_KEYS | {MODEL_KEY, history}
+    durations = dg.AssetKey(["analytics", "opportunity_stage_durations"])
+    everything = CRM_KEYS | API_KEYS | {MODEL_KEY, history, durations}
+    assert set(graph.get_all_asset_keys()) == everything
     assert graph.get(history).parent_keys == {dg.AssetKey(["crm_api", "opportunity_endpoint"])}
+    assert graph.get(durations).parent_keys == {history}
+    job = loaded.resolve_job_def("crm_sync_job")
+    assert {history, durations} <= set(job.asset_layer.selected_asset_keys)
     checks = {key for key in graph.asset_check_keys if key.asset_key == history}
     assert checks == {dg.AssetCheckKey(history, "versions_consistent")}

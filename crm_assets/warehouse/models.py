@@ -131,3 +131,74 @@ def account_summary_coverage(client: SqlClientBase) -> tuple[int, int, int]:
     accounts = client.make_qualified_table_name("account")
     live = client.execute_sql(f"select count(*) from {accounts} where {DELETED_AT} is null")[0][0]
     return int(summary[0]), int(summary[1]), int(live)
+
+
+STAGE_DURATIONS_TABLE = f"{ANALYTICS_SCHEMA}.opportunity_stage_durations"
+
+# One row per stint of an opportunity in a stage, from its history: consecutive versions in
+# the same stage are one stint; a new stage, or a gap (deleted, then back), starts the next.
+# Times are the loads' (valid_from/valid_to), so a stint's length is accurate to a sync.
+_STAGE_DURATIONS_SQL = """
+create table {target} as
+with versions as (
+    select
+        id, stage, valid_from, valid_to,
+        case
+            when lag(stage) over w is not distinct from stage
+                and lag(valid_to) over w = valid_from then 0
+            else 1
+        end as starts
+    from {history}
+    window w as (partition by id order by valid_from)
+),
+stints as (
+    select *, sum(starts) over (
+        partition by id order by valid_from rows between unbounded preceding and current row
+    ) as stint
+    from versions
+)
+select
+    id as opportunity_id,
+    stint as stint_number,
+    min(stage) as stage,
+    min(valid_from) as entered_at,
+    case when count(valid_to) = count(*) then max(valid_to) end as left_at,
+    case
+        when count(valid_to) = count(*)
+        then cast(extract(epoch from (max(valid_to) - min(valid_from))) / 3600 as double precision)
+    end as hours_in_stage
+from stints
+group by id, stint
+"""
+
+
+def build_stage_durations(client: SqlClientBase) -> int:
+    """Rebuilds `analytics.opportunity_stage_durations` from `crm.opportunity_history` in one
+    transaction; returns its row count."""
+    sql = _STAGE_DURATIONS_SQL.format(
+        target=STAGE_DURATIONS_TABLE,
+        history=client.make_qualified_table_name("opportunity_history"),
+    )
+    with client.begin_transaction():
+        client.execute_sql(f"create schema if not exists {ANALYTICS_SCHEMA}")
+        client.execute_sql(f"drop table if exists {STAGE_DURATIONS_TABLE}")
+        client.execute_sql(sql)
+    return client.execute_sql(f"select count(*) from {STAGE_DURATIONS_TABLE}")[0][0]
+
+
+def stage_duration_problems(client: SqlClientBase) -> tuple[int, int]:
+    """(opportunities with a current version but not exactly one open stint, stints that
+    overlap the one before): both 0 when the durations partition each opportunity's history."""
+    history = client.make_qualified_table_name("opportunity_history")
+    open_stints = (
+        f"select count(*) from (select distinct id from {history} where valid_to is null) h"
+        f" where (select count(*) from {STAGE_DURATIONS_TABLE} d"
+        " where d.opportunity_id = h.id and d.left_at is null) <> 1"
+    )
+    overlapping = (
+        "select count(*) from (select entered_at, lag(left_at) over (partition by opportunity_id"
+        " order by entered_at) as prior_left, row_number() over (partition by opportunity_id order"
+        f" by entered_at) as n from {STAGE_DURATIONS_TABLE}) s"
+        " where n > 1 and (prior_left is null or prior_left > entered_at)"
+    )
+    return tuple(int(client.execute_sql(q)[0][0]) for q in (open_stints, overlapping))  # type: ignore[return-value]
