@@ -68,3 +68,20 @@ def test_churn_changes_one_record_per_call() -> None:
     changed = [r for r in store.records(resource) if r not in before[resource]]
     assert [r["id"] for r in changed] == [record_id]
     assert all(store.records(n) == before[n] for n in store.resources if n != resource)
+
+
+def test_churn_moves_deals_through_their_stages() -> None:
+    store = CrmStore(20)
+    rng = random.Random(3)
+    moves = []
+    for _ in range(60):
+        before = {r["id"]: r["stage"] for r in store.records("opportunity")}
+        resource, record_id = store.churn(rng)
+        if resource == "opportunity" and record_id in before:
+            (after,) = [r for r in store.records("opportunity") if r["id"] == record_id]
+            moves.append((before[record_id], after["stage"], after["is_closed"]))
+
+    assert moves
+    assert all(old != new for old, new, _ in moves)
+    assert all(closed == new.startswith("closed_") for _, new, closed in moves)
+    assert not any("status" in r for r in store.records("opportunity"))

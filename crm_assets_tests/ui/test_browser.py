@@ -57,7 +57,7 @@ def artifacts() -> Path:
 @pytest.fixture
 def ui(make_sandbox: SandboxFactory, tmp_path: Path) -> Iterator[tuple[str, object]]:
     sandbox = make_sandbox(RECORDS)
-    env = sandbox_cli_env(tmp_path, sandbox)
+    env = sandbox_cli_env(tmp_path, sandbox) | {"CRM_HISTORY": "opportunity"}
     with dagster_dev(env, REPO, tmp_path / "dagster_dev.log") as base_url:
         yield base_url, sandbox
 
@@ -122,6 +122,9 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         for noise in ("dagster_dlt/", "unserializable", "file_path", "crm/stale:"):
             assert noise not in body, noise
         page.screenshot(path=artifacts / "asset.png")
+        page.goto(f"{base_url}/assets/crm/opportunity_history")  # history mode's table
+        expect(page.get_by_text("current_versions", exact=True)).to_be_visible()
+        expect(page.get_by_text("valid_from", exact=True)).to_be_visible()
         page.set_viewport_size({"width": 1600, "height": 1000})
         page.goto(f"{base_url}/assets/crm/account?view=checks")
         for check in ("reconciled_with_api", "gone_upstream", "id_unique_not_null"):

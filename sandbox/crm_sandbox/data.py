@@ -44,6 +44,17 @@ _TAGS = ("enterprise", "smb", "partner", "priority", "renewal", "trial")
 _STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
 
 
+def _next_stage(stage: object, rng: random.Random) -> dict[str, object]:
+    """A deal's next stage: on to the next open one, or closed (won or lost), or reopened."""
+    if stage in _STAGES[:3]:
+        following = _STAGES[_STAGES.index(stage) + 1]
+    elif stage == "negotiation":
+        following = rng.choice(("closed_won", "closed_lost"))
+    else:
+        following = "prospecting"
+    return {"stage": following, "is_closed": following.startswith("closed_")}
+
+
 def _timestamp(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -356,11 +367,27 @@ class CrmStore:
         """One plausible change somewhere (an update, sometimes an insert), for `make dev`."""
         resource = rng.choice(self.resources)
         if rng.random() < 0.25 or not self.total(resource):
-            return resource, self.insert(resource, {"status": "new"})["id"]
+            fresh = _next_stage(None, rng) if resource == "opportunity" else {"status": "new"}
+            return resource, self.insert(resource, fresh)["id"]
         with self._lock:
             record_id = rng.choice([key for key in self._records[resource] if key > 0])
-        self.update(resource, record_id, {"status": rng.choice(("active", "qualified", "churned"))})
+            stage = self._records[resource][record_id].get("stage")
+        if resource == "opportunity":  # deals move through their stages (history mode shows it)
+            fields = _next_stage(stage, rng)
+        else:
+            fields = {"status": rng.choice(("active", "qualified", "churned"))}
+        self.update(resource, record_id, fields)
         return resource, record_id
+
+    def advance_stages(self, deals: int) -> int:
+        """Moves the first `deals` opportunities on to their next stage; returns how many."""
+        with self._lock:
+            ids = sorted(key for key in self._records["opportunity"] if key > 0)[:deals]
+            stages = {i: self._records["opportunity"][i].get("stage") for i in ids}
+        rng = random.Random(0)
+        for record_id, stage in stages.items():
+            self.update("opportunity", record_id, _next_stage(stage, rng))
+        return len(stages)
 
     def delete(self, resource: str, record_id: int) -> None:
         with self._lock:
