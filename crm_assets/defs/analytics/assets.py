@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 ANALYTICS_GROUP = "analytics"
 ACCOUNT_SUMMARY = dg.AssetKey([ANALYTICS_SCHEMA, "account_summary"])
 ONE_ROW_PER_ACCOUNT = "one_row_per_live_account"
+# A model rebuilds after its tables sync, never on top of one short of the API (its blocking
+# reconciliation check failed).
+MODEL_AUTOMATION = (
+    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+)
 
 COLUMNS = dg.TableSchema(
     columns=[
@@ -105,11 +110,7 @@ def build_account_summary_asset(
         group_name=ANALYTICS_GROUP,
         kinds={"sql", target.destination},
         pool=WAREHOUSE_POOL,
-        # never on top of a table short of the API (its blocking reconciliation check failed)
-        automation_condition=(
-            dg.AutomationCondition.eager()
-            & dg.AutomationCondition.all_deps_blocking_checks_passed()
-        ),
+        automation_condition=MODEL_AUTOMATION,
         freshness_policy=freshness_policy,
         description=_DESCRIPTION,
         metadata={

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from crm_assets.defs.analytics.assets import ANALYTICS_GROUP
+from crm_assets.defs.analytics.assets import ANALYTICS_GROUP, MODEL_AUTOMATION
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.source.history import history_table
 from crm_assets.warehouse.models import build_stage_durations, stage_duration_problems
@@ -45,10 +45,7 @@ def build_stage_durations_asset(
         group_name=ANALYTICS_GROUP,
         kinds={"sql", target.destination},
         pool=WAREHOUSE_POOL,
-        automation_condition=(
-            dg.AutomationCondition.eager()
-            & dg.AutomationCondition.all_deps_blocking_checks_passed()
-        ),
+        automation_condition=MODEL_AUTOMATION,
         freshness_policy=freshness_policy,
         description=(
             "Per opportunity and stage: when it entered and left (time in stage), computed in"
