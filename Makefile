@@ -30,7 +30,8 @@ demo: install
 schema: install
 	$(BIN)/crm-assets schema infer $(SCHEMA_ARGS)
 
-# The sandbox changes one record every SANDBOX_CHURN_S seconds; the change sensor ticks every 30 s.
+# The sandbox changes one record every SANDBOX_CHURN_S seconds; the change sensor ticks every 30 s;
+# opportunity is in history mode unless CRM_HISTORY says otherwise (CRM_HISTORY= turns it off).
 dev: install
 	@echo "sandbox on http://127.0.0.1:$(SANDBOX_PORT); Dagster UI on http://127.0.0.1:$(DAGSTER_PORT)"
 	$(BIN)/crm-sandbox --port $(SANDBOX_PORT) --churn-every $(SANDBOX_CHURN_S) & sandbox=$$!; \
@@ -38,6 +39,7 @@ dev: install
 	CRM_API_BASE_URL=$${CRM_API_BASE_URL:-http://127.0.0.1:$(SANDBOX_PORT)} \
 	CRM_API_KEY=$${CRM_API_KEY:-sandbox-key} \
 	CRM_SENSOR_INTERVAL_SECONDS=$${CRM_SENSOR_INTERVAL_SECONDS:-30} \
+	CRM_HISTORY=$${CRM_HISTORY-opportunity} \
 	$(BIN)/dg dev -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # pytest exits 5 when it collected nothing; say so rather than fail on it. The tests run in
