@@ -46,6 +46,8 @@ def run_job(
     from crm_assets_tests.sync.crash_child import run_forked
 
     argv = [sandbox.base_url, str(warehouse.path), phase, str(seed)]
+    if warehouse.destination == "postgres":
+        argv += [str(warehouse.postgres_url), warehouse.dataset_name]
     with tempfile.TemporaryDirectory() as folder:
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
         debug_logs = bool(os.environ.get("CRM_TEST_CHILD_DEBUG_LOGS"))
@@ -55,9 +57,9 @@ def run_job(
         if child.exitcode is None:
             child.kill()
             child.join()
-            raise subprocess.TimeoutExpired([CHILD, *argv], 600)
+            raise subprocess.TimeoutExpired([CHILD, *argv[:4]], 600)
         return subprocess.CompletedProcess(
-            [CHILD, *argv], child.exitcode, out.read_text(), err.read_text()
+            [CHILD, *argv[:4]], child.exitcode, out.read_text(), err.read_text()
         )
 
 
@@ -87,8 +89,9 @@ def _table_differences(
         key=lambda r: r["id"],
     )
     upstream_ids = {r["id"] for r in upstream}
-    with warehouse.connect() as connection:
-        rows = connection.execute(f"select id, _deleted_at from crm.{table}").fetchall()
+    with warehouse.sql_client() as client:
+        qualified = client.make_qualified_table_name(table)
+        rows = client.execute_sql(f"select id, _deleted_at from {qualified}")
     marked = {i for i, at in rows if at is not None}
     problems = []
     if len(rows) != len({i for i, _ in rows}):
@@ -137,16 +140,19 @@ def differences(
         for p in _table_differences(sandbox, warehouse, t, quarantined)
     ]
     problems += [p for t in HISTORY for p in _history_differences(warehouse, t)]
-    with warehouse.connect() as connection:
-        last_load = connection.execute("select max(load_id) from crm._dlt_loads").fetchone()[0]
-        found = connection.execute(
-            "select resource, record_id, field from crm._quarantine where _dlt_load_id = ?",
-            [last_load],
-        ).fetchall()
-        orphans = connection.execute(
-            "select count(*) from crm._quarantine where _dlt_load_id not in"
-            " (select load_id from crm._dlt_loads where status = 0)"
-        ).fetchone()[0]
+    with warehouse.sql_client() as client:
+        loads = client.make_qualified_table_name("_dlt_loads")
+        quarantine = client.make_qualified_table_name("_quarantine")
+        last_load = client.execute_sql(f"select max(load_id) from {loads}")[0][0]
+        found = client.execute_sql(
+            f"select resource, record_id, field from {quarantine} where _dlt_load_id = %s",
+            last_load,
+        )
+        orphans = client.execute_sql(
+            f"select count(*) from {quarantine} where _dlt_load_id not in"
+            f" (select load_id from {loads} where status = 0)"
+        )[0][0]
+    found = [tuple(row) for row in found]
     if orphans:
         problems.append(f"{orphans} quarantine rows of loads that never completed")
     if sorted(found, key=repr) != sorted(quarantined, key=repr):

@@ -1,6 +1,7 @@
 """A sync job in its own process that `kill -9`s itself at a chosen point of a chosen phase.
 
-`python -m crm_assets_tests.sync.crash_child BASE_URL DUCKDB_PATH PHASE SEED` runs what
+`python -m crm_assets_tests.sync.crash_child BASE_URL DUCKDB_PATH PHASE SEED [PG_URL DATASET]`
+runs (into DuckDB, or that PostgreSQL dataset, dlt's state beside DUCKDB_PATH) what
 `crm_sync_job` runs (the sync, the table checks, the model) against the API at BASE_URL; PHASE
 is one of `PHASES` or `none`, and SEED picks the point within it. The crash test and `make soak`
 run it (forked by `crash.run_job` from a process that imported it once), then check that one
@@ -16,13 +17,14 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
 from dlt.pipeline.pipeline import Pipeline
 
 import crm_assets.defs.analytics.assets as analytics
@@ -67,24 +69,28 @@ def _during_load(statement: int, after: str | None = None) -> None:
     """Dies before the `statement`-th SQL statement dlt runs while loading, or before the one
     following the first that mentions `after` (so that one's transaction has committed)."""
     loading, count, seen = [False], [0], [False]
-    load, execute = Pipeline.load, DuckDbSqlClient.execute_query
+    load = Pipeline.load
 
     def load_then(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
         loading[0] = True
         return load(self, *args, **kwargs)
 
-    @contextlib.contextmanager
-    def counted(self: DuckDbSqlClient, query: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        if loading[0]:
-            count[0] += 1
-            if count[0] == statement or seen[0]:
-                _die()
-            seen[0] = after is not None and after in str(query)
-        with execute(self, query, *args, **kwargs) as cursor:
-            yield cursor
+    def counting(execute: Callable[..., Any]) -> Callable[..., Any]:
+        @contextlib.contextmanager
+        def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            if loading[0]:
+                count[0] += 1
+                if count[0] == statement or seen[0]:
+                    _die()
+                seen[0] = after is not None and after in str(query)
+            with execute(self, query, *args, **kwargs) as cursor:
+                yield cursor
+
+        return counted
 
     Pipeline.load = load_then  # type: ignore[method-assign]
-    DuckDbSqlClient.execute_query = counted  # type: ignore[method-assign, assignment]
+    for client in (DuckDbSqlClient, Psycopg2SqlClient):  # the run uses one of them
+        client.execute_query = counting(client.execute_query)  # type: ignore[method-assign]
 
 
 def arm(phase: str, seed: int) -> str:
@@ -131,14 +137,21 @@ def job_definitions() -> list[Any]:
     ]
 
 
-def run_job(base_url: str, duckdb_path: str) -> bool:
-    """`job_definitions`, in process."""
+def run_job(base_url: str, duckdb_path: str, postgres: Sequence[str] = ()) -> bool:
+    """`job_definitions`, in process, into DuckDB or, with `postgres` (URL, dataset), there."""
+    if postgres:
+        url, dataset = postgres
+        warehouse = WarehouseResource(
+            destination="postgres", postgres_url=url, duckdb_path=duckdb_path, dataset_name=dataset
+        )
+    else:
+        warehouse = WarehouseResource(duckdb_path=duckdb_path)
     result = dg.materialize(
         job_definitions(),
         resources={
             "dlt": DagsterDltResource(),
             "crm_api": CrmApiResource(base_url=base_url, api_key=TEST_KEY, backoff_factor=0.05),
-            "warehouse": WarehouseResource(duckdb_path=duckdb_path),
+            "warehouse": warehouse,
         },
         raise_on_error=False,
     )
@@ -146,11 +159,11 @@ def run_job(base_url: str, duckdb_path: str) -> bool:
 
 
 def main(argv: list[str], debug_logs: bool = False) -> int:
-    base_url, duckdb_path, phase, seed = argv
+    base_url, duckdb_path, phase, seed, *postgres = argv
     if debug_logs:  # the soak looks for the key in all of it
         logging.basicConfig(level=logging.DEBUG)
     print(f"kill -9 {arm(phase, int(seed))}", flush=True)
-    return 0 if run_job(base_url, duckdb_path) else 1
+    return 0 if run_job(base_url, duckdb_path, postgres) else 1
 
 
 def run_forked(argv: list[str], stdout: Path, stderr: Path, debug_logs: bool) -> None:

@@ -1,4 +1,6 @@
-"""`kill -9` of the sync job at a seeded point of each phase, then one normal run: exact again.
+"""`kill -9` of the sync job at a seeded point of each phase, then one normal run: exact again
+(on DuckDB in every phase; on PostgreSQL mid-load, right after the quarantine rows, and in the
+deletion marks).
 
 The job runs in a child process (`crash_child.py`) that kills itself mid-extract, -normalize,
 -load, -deletion marks, -checks or -model; the data changes upstream before and after the
@@ -59,16 +61,9 @@ def first_synced(
     return folder
 
 
-@pytest.mark.long_running(25)
-@pytest.mark.parametrize("phase", PHASES)
-def test_one_run_after_a_kill_in_any_phase_leaves_the_exact_snapshot(
-    make_sandbox: SandboxFactory,
-    first_synced: Path,
-    warehouse: WarehouseResource,
-    phase: str,
-) -> None:
-    sandbox = _upstream(make_sandbox)  # the records of the first sync, which
-    shutil.copytree(first_synced, warehouse.path.parent, dirs_exist_ok=True)  # left this
+def _crash_then_repair(sandbox: SandboxServer, warehouse: WarehouseResource, phase: str) -> None:
+    """From the first sync's state: changes, a kill in `phase`, changes, one normal run; then
+    the warehouse must be exact."""
     sandbox.store.update("contact", 7, {"first_name": "Before the crash"})
     sandbox.store.delete("lead", 11)
     sandbox.store.insert("account", {"name": "New before the crash"})
@@ -82,12 +77,38 @@ def test_one_run_after_a_kill_in_any_phase_leaves_the_exact_snapshot(
     repaired = materialize(job_definitions(), sandbox, warehouse)
     assert repaired.success, f"the run after {where} (seed {SEED}) failed"
     assert differences(sandbox, warehouse, [SET_ASIDE]) == [], f"after {where} (seed {SEED})"
-    with warehouse.connect() as connection:
-        marked = connection.execute(
-            "select 'lead', id from crm.lead where _deleted_at is not null union all"
-            " select 'contact', id from crm.contact where _deleted_at is not null"
-        ).fetchall()
-    assert sorted(marked) == [("contact", 13), ("lead", 11)]
+    with warehouse.sql_client() as client:
+        lead, contact = (client.make_qualified_table_name(t) for t in ("lead", "contact"))
+        marked = client.execute_sql(
+            f"select 'lead', id from {lead} where _deleted_at is not null union all"
+            f" select 'contact', id from {contact} where _deleted_at is not null"
+        )
+    assert sorted((t, int(i)) for t, i in marked) == [("contact", 13), ("lead", 11)]
+
+
+@pytest.mark.long_running(25)
+@pytest.mark.parametrize("phase", PHASES)
+def test_one_run_after_a_kill_in_any_phase_leaves_the_exact_snapshot(
+    make_sandbox: SandboxFactory,
+    first_synced: Path,
+    warehouse: WarehouseResource,
+    phase: str,
+) -> None:
+    sandbox = _upstream(make_sandbox)  # the records of the first sync, which
+    shutil.copytree(first_synced, warehouse.path.parent, dirs_exist_ok=True)  # left this
+    _crash_then_repair(sandbox, warehouse, phase)
+
+
+@pytest.mark.long_running(25)
+@pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
+@pytest.mark.parametrize("phase", ["load", "quarantine_appended", "post_load"])
+def test_on_postgres_a_kill_mid_load_or_marks_leaves_no_table_half_written(
+    make_sandbox: SandboxFactory, warehouse: WarehouseResource, phase: str
+) -> None:
+    sandbox = _upstream(make_sandbox)
+    first = materialize(job_definitions(), sandbox, warehouse)
+    assert first.success, failure_message(first)
+    _crash_then_repair(sandbox, warehouse, phase)
 
 
 @pytest.mark.long_running(10)
