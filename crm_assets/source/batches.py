@@ -360,7 +360,7 @@ def _flush(
             gate.ledger.withhold(Rejection(gate.resource, row[PRIMARY_KEY], None, reason, row))
         batch = [r for r in batch if not _wide(r[PRIMARY_KEY])]
         loose = [r for r in loose if not _wide(r[PRIMARY_KEY])]
-    # the history's copies, taken before the batcher reads the rows; dlt hashes them as they are
+    # every row the current table gets, for the history too (history_rows copies them)
     versions = [_loadable(r) for r in [*batch, *loose]] if history else []
     table = batcher.table_of(batch) if batch else None
     if table is not None:
