@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import dlt
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.libs.sql_alchemy_shims import URL
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+from dlt.destinations.impl.postgres.factory import postgres as postgres_factory
 
 from crm_assets.warehouse.duckdb_memory import MAX_QUERY_LENGTH, MemoryGovernor
 from crm_assets.warehouse.duckdb_memory import duckdb as governed_duckdb
+from crm_assets.warehouse.factory import ResolvedOnceFactory
 
 
 class DestinationSettings(Protocol):
@@ -96,6 +97,10 @@ class LibpqPostgresCredentials(PostgresCredentials):
         return url._replace(host=None, port=None).update_query_dict(socket)
 
 
+class postgres(ResolvedOnceFactory, postgres_factory):  # noqa: N801 - as dlt names them
+    """dlt's Postgres destination, its capabilities' configuration resolved once."""
+
+
 def _postgres(settings: DestinationSettings, connection: Any = None) -> Any:
     # No URL: dlt's own `destination.postgres.credentials` (secrets.toml or the environment).
     url = settings.postgres_url or None
@@ -106,8 +111,8 @@ def _postgres(settings: DestinationSettings, connection: Any = None) -> Any:
         credentials = resolve_configuration(
             LibpqPostgresCredentials(), sections=("destination", "postgres"), explicit_value=url
         )
-        return dlt.destinations.postgres(credentials=credentials)
-    return dlt.destinations.postgres(credentials=url)
+        return postgres(credentials=credentials)
+    return postgres(credentials=url)
 
 
 DESTINATIONS: dict[str, Destination] = {

@@ -41,7 +41,6 @@ from dlt.common.configuration.specs.base_configuration import NotResolved
 from dlt.common.destination import DestinationCapabilitiesContext
 from dlt.common.destination.dataset import DBApiCursor
 from dlt.common.destination.exceptions import DestinationTerminalException
-from dlt.common.destination.reference import DestinationReference
 from dlt.common.schema import Schema
 from dlt.destinations.exceptions import DatabaseTransientException
 from dlt.destinations.impl.duckdb.configuration import (
@@ -53,6 +52,7 @@ from dlt.destinations.impl.duckdb.factory import duckdb as duckdb_factory
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 from crm_assets.source.config import CrmConfigError
+from crm_assets.warehouse.factory import ResolvedOnceFactory
 
 logger = logging.getLogger(__name__)
 
@@ -310,18 +310,13 @@ class GovernedDuckDbClient(DuckDbClient):
         )
 
 
-class duckdb(duckdb_factory):  # noqa: N801 - dlt names its destination factories so
+class duckdb(ResolvedOnceFactory, duckdb_factory):  # noqa: N801 - dlt names its factories so
     """dlt's DuckDB destination whose loads raise memory_limit when they run out of memory.
 
-    Takes dlt's DuckDB arguments plus `memory_governor`. It is still dlt's "duckdb" destination
-    to the pipeline's state, config sections and Dagster's metadata.
+    Takes dlt's DuckDB arguments plus `memory_governor`.
     """
 
     spec = GovernedDuckDbConfiguration
-
-    @property
-    def destination_type(self) -> str:
-        return DestinationReference.normalize_type("duckdb")
 
     @property
     def client_class(self) -> type[GovernedDuckDbClient]:
