@@ -1,7 +1,11 @@
 """Helpers several test modules share: what a failed run said, what the sandbox was asked, pages
 built by hand, and the account summary computed in Python."""
 
+import contextlib
 import io
+import os
+import signal
+import subprocess
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -84,3 +88,15 @@ def expected_summary(store: CrmStore) -> dict[int, tuple]:
         i: (a["name"], contacts[i], open_count[i], open_amount[i], other[i])
         for i, a in accounts.items()
     }
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERMs the process group `process` leads (started with `start_new_session`), as a
+    supervisor stops it, then SIGKILLs what is left after `grace_s`: on a loaded machine a Dagster
+    server that was signalled while still settling in has been seen to ignore SIGTERM for good."""
+    os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):  # its children may outlive it
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)

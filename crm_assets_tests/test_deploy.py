@@ -35,7 +35,7 @@ from crm_assets_tests.conftest import (
     postgres_url,
     warehouse_env,
 )
-from crm_assets_tests.support import failure_message
+from crm_assets_tests.support import failure_message, stop_group
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home, venv_script
 
@@ -184,18 +184,24 @@ def test_the_image_copies_what_exists_and_serves_the_code_location(tmp_path: Pat
     args = [a if a != "0.0.0.0" else "127.0.0.1" for a in cmd[1:]]  # loopback only here
     args[args.index("-p") + 1] = port
     env = cli_env(dagster_home=prepare_dagster_home(tmp_path / "home"))
-    server = subprocess.Popen(
-        [venv_script("dagster"), *args], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
+    log = tmp_path / "code_server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [venv_script("dagster"), *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopped with the code server it starts
+        )
     try:
         deadline = time.monotonic() + 90
         while _health(port) != health_pb2.HealthCheckResponse.SERVING:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the code server did not answer in 90 s"
             time.sleep(0.5)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_group(server)
 
 
 def test_the_helm_values_name_the_image_module_and_settings_that_exist() -> None:

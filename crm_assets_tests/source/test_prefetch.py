@@ -360,7 +360,7 @@ def test_progress_is_logged_while_a_sync_runs(
 ) -> None:
     sandbox = make_sandbox({"opportunity": 1500}, latency_ms=20)
     settings = {"progress_every_s": 0.1, "max_concurrent_requests": 2}
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(
             [crm_assets_def], sandbox, warehouse, "crm/opportunity", instance=instance, **settings
         )

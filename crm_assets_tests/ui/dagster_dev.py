@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -13,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from crm_assets_tests.conftest import free_port
+from crm_assets_tests.support import stop_group
 from crm_sandbox.runs import dg_command
 
 STOP_S = 30  # it stops in about 5 s here; the margin is for a loaded CI machine
@@ -56,10 +55,4 @@ def dagster_dev(env: Mapping[str, str], cwd: Path, log: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield base_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # as `make dev`'s Ctrl-C or a supervisor stops it
-        try:
-            process.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-            raise RuntimeError(f"dg dev was still running {STOP_S} s after SIGTERM") from None
+        stop_group(process, STOP_S)  # as `make dev`'s Ctrl-C or a supervisor stops it

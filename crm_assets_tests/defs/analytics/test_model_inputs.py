@@ -117,7 +117,7 @@ def test_a_crm_with_other_fields_runs_the_job_green_after_schema_infer(
 
     with caplog.at_level(logging.WARNING):
         job = defs().resolve_job_def(CRM_SYNC_JOB)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
 
     assert result.success, failure_message(result)

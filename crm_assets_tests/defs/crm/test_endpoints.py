@@ -37,7 +37,7 @@ def test_observing_an_endpoint_records_its_total_and_newest_record_as_its_data_v
 ) -> None:
     definitions = _definitions(crm_assets_def, sandbox, warehouse)
     sandbox.store.insert("lead", {"first_name": "Newest"})
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _run(definitions, instance, api_asset_key("lead"), api_asset_key("account"))
 
         assert result.success
@@ -54,7 +54,7 @@ def test_an_unreachable_endpoint_fails_the_observation_naming_it_without_the_key
 ) -> None:
     definitions = _definitions(crm_assets_def, sandbox, warehouse)
     sandbox.faults.inject("contact", [401, 401])
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = _run(definitions, instance, api_asset_key("contact"))
 
         assert not result.success
@@ -72,7 +72,7 @@ def test_a_table_synced_after_its_endpoint_changed_reads_synced_until_it_changes
     name = "account"
     definitions = _definitions(crm_assets_def, sandbox, warehouse)
     assets = list(definitions.assets or [])
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
 
         def observe(total: int, newest: str) -> None:
             seen = {name: Fingerprint(total, newest)}

@@ -29,7 +29,7 @@ ALL = ["account", "contact", "lead", "opportunity"]
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 
