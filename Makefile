@@ -45,9 +45,11 @@ dev: install
 # pytest exits 5 when it collected nothing; say so rather than fail on it. The tests run in
 # TEST_WORKERS processes (pytest-xdist): most of an end-to-end test's time is a server's or a
 # child process's, so more workers than cores still help; TEST_WORKERS=0 runs in one process.
+# loadgroup: the tests of one `xdist_group` (the crash tests) run in one worker, the rest one at
+# a time wherever a worker is free, the longest first.
 TEST_WORKERS ?= 4
 test: install
-	$(BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1 $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 lint: install

@@ -1,6 +1,7 @@
 """Reads CRM tables back into the API's record shape, so tests compare record for record."""
 
 import json
+from contextlib import nullcontext
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,16 +32,18 @@ def _child_tables(client: SqlClientBase, table: str) -> set[str]:
     return {row[0] for row in rows or [] if row[0].startswith(f"{table}__")}
 
 
-def warehouse_records(warehouse: WarehouseResource, table: str) -> list[dict[str, Any]]:
+def warehouse_records(
+    warehouse: WarehouseResource, table: str, open_client: SqlClientBase | None = None
+) -> list[dict[str, Any]]:
     """Rows of `table` back in the API's shape: API field names, objects, lists.
 
     Neutral names go back to the vendor's, `a__b` columns fold into objects, JSON columns are
     parsed, and any child tables (undeclared lists) are attached. Read through dlt's SQL
-    client, so the same on every destination.
+    client (`open_client` if given), so the same on every destination.
     """
     api_names = {neutral: api for api, neutral in rename_map(table).items()}
     json_columns = {c.name for c in declared_columns(table) if c.data_type == "json"}
-    with warehouse.sql_client() as client:
+    with nullcontext(open_client) if open_client else warehouse.sql_client() as client:
         tables = _child_tables(client, table)
         with client.execute_query(
             f"select * from {client.make_qualified_table_name(table)} order by id"

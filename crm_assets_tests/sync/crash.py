@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.destinations.sql_client import SqlClientBase
 
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.schema import declared_columns
@@ -82,6 +83,7 @@ SET_ASIDE = ("opportunity", "900001", "amount")
 def _table_differences(
     sandbox: SandboxServer,
     warehouse: WarehouseResource,
+    client: SqlClientBase,
     table: str,
     quarantined: list[tuple[Any, ...]],
 ) -> list[str]:
@@ -99,9 +101,8 @@ def _table_differences(
         key=lambda r: r["id"],
     )
     upstream_ids = {r["id"] for r in upstream}
-    with warehouse.sql_client() as client:
-        qualified = client.make_qualified_table_name(table)
-        rows = client.execute_sql(f"select id, _deleted_at from {qualified}")
+    qualified = client.make_qualified_table_name(table)
+    rows = client.execute_sql(f"select id, _deleted_at from {qualified}")
     marked = {i for i, at in rows if at is not None}
     problems = []
     if len(rows) != len({i for i, _ in rows}):
@@ -110,7 +111,7 @@ def _table_differences(
         problems.append(f"{table}: {len(wrong)} rows gone upstream but not marked deleted")
     if wrong := marked & upstream_ids:
         problems.append(f"{table}: {len(wrong)} live records marked deleted")
-    live = [r for r in warehouse_records(warehouse, table) if r["id"] not in marked]
+    live = [r for r in warehouse_records(warehouse, table, client) if r["id"] not in marked]
     try:
         assert_same_records(upstream, live)
     except AssertionError as difference:
@@ -118,19 +119,18 @@ def _table_differences(
     return problems
 
 
-def _history_differences(warehouse: WarehouseResource, table: str) -> list[str]:
+def _history_differences(client: SqlClientBase, table: str) -> list[str]:
     """`<table>_history` against `table`: its invariants hold, and each live row's current
     version holds the row's values."""
-    with warehouse.sql_client() as client:
-        doubled, overlapping, unmatched = history_problems(client, table)
-        current = client.make_qualified_table_name(table)
-        versions = client.make_qualified_table_name(f"{table}_history")
-        columns = [c.name for c in declared_columns(table) if c.name not in ("id", "_deleted_at")]
-        differ = " or ".join(f"v.{c} is distinct from c.{c}" for c in columns)
-        stale = client.execute_sql(
-            f"select count(*) from {current} c join {versions} v on v.id = c.id"
-            f" and v.valid_to is null where c._deleted_at is null and ({differ})"
-        )[0][0]
+    doubled, overlapping, unmatched = history_problems(client, table)
+    current = client.make_qualified_table_name(table)
+    versions = client.make_qualified_table_name(f"{table}_history")
+    columns = [c.name for c in declared_columns(table) if c.name not in ("id", "_deleted_at")]
+    differ = " or ".join(f"v.{c} is distinct from c.{c}" for c in columns)
+    stale = client.execute_sql(
+        f"select count(*) from {current} c join {versions} v on v.id = c.id"
+        f" and v.valid_to is null where c._deleted_at is null and ({differ})"
+    )[0][0]
     counts = {
         "ids with two current versions": doubled,
         "overlapping versions": overlapping,
@@ -144,13 +144,13 @@ def differences(
     sandbox: SandboxServer, warehouse: WarehouseResource, quarantined: list[tuple[Any, ...]]
 ) -> list[str]:
     """What differs from the API's snapshot; `quarantined` the last load's quarantine rows."""
-    problems = [
-        p
-        for t in crm_resource_names()
-        for p in _table_differences(sandbox, warehouse, t, quarantined)
-    ]
-    problems += [p for t in HISTORY for p in _history_differences(warehouse, t)]
-    with warehouse.sql_client() as client:
+    with warehouse.sql_client() as client:  # one opening for all of it
+        problems = [
+            p
+            for t in crm_resource_names()
+            for p in _table_differences(sandbox, warehouse, client, t, quarantined)
+        ]
+        problems += [p for t in HISTORY for p in _history_differences(client, t)]
         loads = client.make_qualified_table_name("_dlt_loads")
         quarantine = client.make_qualified_table_name("_quarantine")
         last_load = client.execute_sql(f"select max(load_id) from {loads}")[0][0]

@@ -30,6 +30,9 @@ from crm_assets_tests.sync.crash_child import PHASES, job_definitions
 from crm_assets_tests.warehouse_rows import warehouse_records
 from crm_sandbox import CrmStore, FaultPlan, SandboxServer
 
+# One pytest-xdist worker runs them all (`--dist loadgroup`): one process importing the job for
+# the children to fork from, and one first sync to copy, instead of one in every worker.
+pytestmark = pytest.mark.xdist_group("crash")
 SEED = int(os.environ.get("CRM_TEST_CRASH_SEED", "0"))
 RECORDS = 300
 
@@ -45,8 +48,7 @@ def first_synced(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     """A folder holding the warehouse and dlt's state after one good run of the job against
-    `_upstream`'s records, made once per test process (a lock shared by the pytest-xdist
-    workers left them idle while one built it): each phase starts from a copy of it."""
+    `_upstream`'s records, made once: each phase starts from a copy of it."""
     folder = tmp_path_factory.mktemp("first_synced")
     warehouse = WarehouseResource(duckdb_path=str(folder / "warehouse.duckdb"))
     sandbox = _upstream(lambda n: SandboxServer(CrmStore(n), FaultPlan(), TEST_KEY).start())
