@@ -77,10 +77,9 @@ def version_counts(client: SqlClientBase, table: str) -> tuple[int, int]:
     history = history_table(table)
     if not existing_tables(client, [history]):
         return 0, 0
-    query = f"select count(*), count(*) - count({VALID_TO}) from"
-    versions, current = client.execute_sql(f"{query} {client.make_qualified_table_name(history)}")[
-        0
-    ]
+    qualified = client.make_qualified_table_name(history)
+    rows = client.execute_sql(f"select count(*), count(*) - count({VALID_TO}) from {qualified}")
+    versions, current = rows[0]
     return int(versions), int(current)
 
 

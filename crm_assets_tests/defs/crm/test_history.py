@@ -57,7 +57,7 @@ def test_a_change_opens_a_version_and_no_change_writes_none(
     before = _stage(sandbox, 3)
     sandbox.store.update("opportunity", 3, {"stage": "negotiation"})
     _sync(sandbox, warehouse)
-    _sync(sandbox, warehouse)  # nothing changed upstream
+    unchanged = _sync(sandbox, warehouse)  # nothing changed upstream
 
     versions = _versions(warehouse)
     assert len(versions) == RECORDS + 1
@@ -65,6 +65,8 @@ def test_a_change_opens_a_version_and_no_change_writes_none(
     assert sum(current for *_, current in versions) == RECORDS
     metadata = materialization_metadata(first, "opportunity_history")
     assert (metadata["dagster/row_count"], metadata["current_versions"]) == (RECORDS, RECORDS)
+    metadata = materialization_metadata(unchanged, "opportunity_history")
+    assert (metadata["dagster/row_count"], metadata["current_versions"]) == (RECORDS + 1, RECORDS)
 
 
 @on_each_destination
