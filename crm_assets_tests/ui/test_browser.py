@@ -70,16 +70,24 @@ def _skip_dialogs(page) -> None:
     page.add_locator_handler(skip, lambda: skip.click())
 
 
-def _wait_for_run(home: Path, run_id: str) -> None:
-    """Until the run whose id starts with `run_id` has ended (its status in the instance)."""
+def _wait_for_run(home: Path, run_id: str) -> str:
+    """Until the run whose id starts with `run_id` has ended (its status in the instance); its
+    whole id."""
     deadline = time.monotonic() + SLOW_MS / 1000
     with dg.DagsterInstance.from_config(str(home)) as instance:
         while time.monotonic() < deadline:
             runs = [r for r in instance.get_runs(limit=10) if r.run_id.startswith(run_id)]
             if runs and runs[0].is_finished:
-                return
+                return runs[0].run_id
             time.sleep(1)
     raise AssertionError(f"run {run_id} did not end in {SLOW_MS / 1000:.0f} s")
+
+
+def _loaded(page) -> None:
+    """Until the page shows no "Loading..." (the run's logs, the lineage's nodes), for the
+    screenshot; what the test asserts it has already waited for."""
+    with contextlib.suppress(playwright.Error):
+        page.get_by_text(re.compile("^Loading")).first.wait_for(state="detached")
 
 
 @pytest.mark.long_running(75)
@@ -103,12 +111,13 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         toast = page.get_by_text("Launched run")
         expect(toast).to_be_visible(timeout=SLOW_MS)  # the launch itself waits on a busy machine
         run_id = toast.inner_text().split()[-1]  # the run id's first 8 characters
-        # Its page once it has ended: open while it runs, the live page costs more CPU than
-        # the run itself on a 2-core machine.
-        _wait_for_run(tmp_path / "dagster_home", run_id)
-        page.goto(f"{base_url}/runs")
-        page.get_by_role("link", name=run_id).first.click()
+        # Its page once it has ended: a Dagster page left open renders its live data, which
+        # costs more CPU than the run itself on a 2-core machine.
+        page.goto("about:blank")
+        run_id = _wait_for_run(tmp_path / "dagster_home", run_id)
+        page.goto(f"{base_url}/runs/{run_id}")
         expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+        _loaded(page)
         page.screenshot(path=artifacts / "run.png")
 
         # The table's page: row count, qualified storage, typed and described columns, checks.
@@ -170,7 +179,6 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         expect(page.get_by_text("account_summary", exact=True).first).to_be_visible()
         # only what the model reads: the lead table and its endpoint are not upstream of it
         expect(page.get_by_text("lead_endpoint", exact=True)).to_have_count(0)
-        with contextlib.suppress(playwright.Error):  # a picture without "Loading..." nodes
-            page.get_by_text(re.compile("^Loading")).first.wait_for(state="detached")
+        _loaded(page)  # a picture without "Loading..." nodes
         page.screenshot(path=artifacts / "lineage.png")
         browser.close()
