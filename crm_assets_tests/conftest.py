@@ -133,10 +133,13 @@ def make_sandbox() -> Iterator[SandboxFactory]:
     servers: list[SandboxServer] = []
 
     def make(
-        records: int | dict[str, int] = 250, dialect: str = "default", **settings: object
+        records: int | dict[str, int] = 250,
+        dialect: str = "default",
+        api_key: str = TEST_KEY,
+        **settings: object,
     ) -> SandboxServer:
         server = SandboxServer(
-            CrmStore(records, dialect=dialect), FaultPlan(FaultSettings(**settings)), TEST_KEY
+            CrmStore(records, dialect=dialect), FaultPlan(FaultSettings(**settings)), api_key
         ).start()
         servers.append(server)
         return server
@@ -204,7 +207,7 @@ def sandbox_cli_env(tmp_path: Path, sandbox: SandboxServer) -> dict[str, str]:
             tmp_path / "dagster_home", REPO / ".dagster" / "dagster.yaml"
         ),
         base_url=sandbox.base_url,
-        api_key=TEST_KEY,
+        api_key=sandbox.api_key,
         duckdb_path=tmp_path / "warehouse.duckdb",
     )
 

@@ -1,5 +1,6 @@
 """Helpers several test modules share: what a failed run said, what the sandbox was asked, pages
-built by hand, and the account summary computed in Python."""
+built by hand, the account summary computed in Python, and where a CLI run may have stored a
+secret."""
 
 import contextlib
 import io
@@ -9,13 +10,16 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import dagster as dg
 import pytest
 from requests import Request
 
 from crm_assets.source.response import CrmResponse
+from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY
 from crm_sandbox import CrmStore, SandboxServer
 
@@ -100,3 +104,25 @@ def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
     with contextlib.suppress(ProcessLookupError):  # its children may outlive it
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
+
+
+# Dagster's documented way to see HTTP traffic, appended to a CLI run's dagster.yaml: urllib3 and
+# friends captured at DEBUG into the event log and compute logs. Every request line then carries
+# the key in its query.
+DEBUG_EVERYWHERE = """
+python_logs:
+  python_log_level: DEBUG
+  managed_python_loggers: [root, urllib3, requests, dlt, crm_assets]
+"""
+AWKWARD_KEY = "k3y/with+chars=and spaces"  # raw, %-encoded and +-encoded all differ
+
+
+def secret_forms(key: str, warehouse: WarehouseResource) -> set[str]:
+    """The key as a log line may carry it (raw, %-encoded, +-encoded) and the warehouse's own."""
+    return {key, quote(key), quote_plus(key), *warehouse.secrets()}
+
+
+def files_containing(where: Path, text: str) -> list[Path]:
+    """Files under `where` (or `where` itself) that contain `text`."""
+    files = [where] if where.is_file() else [p for p in where.rglob("*") if p.is_file()]
+    return [p for p in files if text.encode() in p.read_bytes()]

@@ -1,6 +1,6 @@
 """What deploy/ holds: the production instance config against a live PostgreSQL (runs and events
-read back by Dagster and by plain SQL; four resources loading at once), the image's files and
-command, and the Helm values.
+read back by Dagster and by plain SQL; four resources loading at once, no secret stored even at
+DEBUG), the image's files and command, and the Helm values.
 """
 
 import json
@@ -28,14 +28,20 @@ from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import (
     REPO,
-    TEST_KEY,
     SandboxFactory,
     free_port,
     materialize,
     postgres_url,
     warehouse_env,
 )
-from crm_assets_tests.support import failure_message, stop_group
+from crm_assets_tests.support import (
+    AWKWARD_KEY,
+    DEBUG_EVERYWHERE,
+    failure_message,
+    files_containing,
+    secret_forms,
+    stop_group,
+)
 from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
 from crm_sandbox.runs import cli_env, dagster_command, prepare_dagster_home, venv_script
 
@@ -107,21 +113,42 @@ def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
         connection.close()
 
 
+def _stored_in_postgres(url: str, text: str) -> int:
+    """How many rows of the Dagster database's runs and events hold `text`."""
+    connection = psycopg2.connect(url.replace("+psycopg2", ""))
+    try:
+        cursor = connection.cursor()
+        cursor.execute(
+            "select (select count(*) from runs where strpos(run_body, %s) > 0)"
+            " + (select count(*) from event_logs where strpos(event, %s) > 0)",
+            [text, text],
+        )
+        return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
 @pytest.mark.long_running(45)
 @pytest.mark.parametrize("warehouse", ["postgres"], indirect=True)
-def test_on_postgres_the_four_resources_load_at_once(
+def test_on_postgres_four_cli_runs_load_at_once_and_store_no_secret_even_at_debug(
     make_sandbox: SandboxFactory,
     crm_assets_def: dg.AssetsDefinition,
+    dagster_database: str,
     deploy_home: Path,
     warehouse: WarehouseResource,
 ) -> None:
     """Four launches, one resource each, as four workers would run them: none waits for the
-    pool (limit 4 in deploy/dagster.yaml), each in its own dlt working directory."""
-    sandbox = make_sandbox(400, latency_ms=10)
-    env = cli_env(dagster_home=deploy_home, base_url=sandbox.base_url, api_key=TEST_KEY)
+    pool (limit 4 in deploy/dagster.yaml), each in its own dlt working directory; with every
+    logger at DEBUG, neither the key nor the password is in their output, files or runs."""
+    sandbox = make_sandbox(400, api_key=AWKWARD_KEY, latency_ms=10)
+    with (deploy_home / "dagster.yaml").open("a") as config:
+        config.write(DEBUG_EVERYWHERE)
+    env = cli_env(dagster_home=deploy_home, base_url=sandbox.base_url, api_key=AWKWARD_KEY)
     env |= warehouse_env(warehouse)
     with dg.DagsterInstance.from_config(str(deploy_home)) as instance:  # the first sync
-        first = materialize([crm_assets_def], sandbox, warehouse, instance=instance)
+        first = materialize(
+            [crm_assets_def], sandbox, warehouse, instance=instance, api_key=AWKWARD_KEY
+        )
     assert first.success, failure_message(first)
     for name in crm_resource_names():
         sandbox.store.insert(name, {})  # a change everywhere since the first sync
@@ -146,6 +173,12 @@ def test_on_postgres_the_four_resources_load_at_once(
     for name in crm_resource_names():
         assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
     assert not list((warehouse.pipelines_dir / "runs").glob("*"))  # each run removed its own
+    assert _stored_in_postgres(dagster_database, "GET /v1/lead?"), "no request line captured"
+    for secret in secret_forms(AWKWARD_KEY, warehouse):
+        assert not any(secret in output for output in outputs)
+        assert files_containing(deploy_home, secret) == [], secret
+        assert files_containing(warehouse.pipelines_dir, secret) == [], secret
+        assert _stored_in_postgres(dagster_database, secret) == 0, secret
 
 
 def _dockerfile() -> tuple[list[list[str]], list[str], list[str]]:
