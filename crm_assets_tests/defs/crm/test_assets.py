@@ -30,7 +30,7 @@ def _tables(warehouse: WarehouseResource) -> set[str]:
 
 
 @on_each_destination
-def test_full_sync_matches_the_crm_record_for_record(
+def test_a_full_sync_matches_the_crm_record_for_record_and_its_materializations_say_so(
     sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
 ) -> None:
     result = sync(sandbox)
@@ -40,14 +40,6 @@ def test_full_sync_matches_the_crm_record_for_record(
         expected = sandbox.store.records(name)
         assert_same_records(expected, warehouse_records(warehouse, name))
         assert _count(warehouse, name) == (len(expected), len(expected))
-
-
-@on_each_destination
-def test_materializations_carry_rows_schema_and_table(
-    sandbox: SandboxServer, sync: Sync, warehouse: WarehouseResource
-) -> None:
-    result = sync(sandbox)
-
     events = {
         e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()
     }
