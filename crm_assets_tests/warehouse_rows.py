@@ -1,6 +1,7 @@
 """Reads CRM tables back into the API's record shape, so tests compare record for record."""
 
 import json
+from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import date, datetime
 from decimal import Decimal
@@ -8,6 +9,7 @@ from typing import Any
 
 from dlt.destinations.sql_client import SqlClientBase
 
+from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.schema import DELETED_AT, declared_columns, rename_map
 from crm_assets.warehouse.resource import WarehouseResource
 
@@ -78,6 +80,16 @@ def warehouse_records(
             record[field] = by_parent.get(row["_dlt_id"], [])
         records.append(record)
     return records
+
+
+def assert_tables_match(
+    store: Any, warehouse: WarehouseResource, names: Iterable[str] | None = None
+) -> None:
+    """Each table of `names` (default: every CRM table) holds `store`'s records, read back
+    through one SQL client."""
+    with warehouse.sql_client() as client:
+        for name in crm_resource_names() if names is None else names:
+            assert_same_records(store.records(name), warehouse_records(warehouse, name, client))
 
 
 def assert_same_records(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> None:

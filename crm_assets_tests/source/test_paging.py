@@ -12,7 +12,11 @@ from crm_assets.source.paging import CrmOffsetPaginator
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import SandboxFactory, Sync
 from crm_assets_tests.support import crm_response, failure_message, offsets
-from crm_assets_tests.warehouse_rows import assert_same_records, warehouse_records
+from crm_assets_tests.warehouse_rows import (
+    assert_same_records,
+    assert_tables_match,
+    warehouse_records,
+)
 
 BOUNDARIES = {"account": 300, "contact": 250, "lead": 0, "opportunity": 1}
 
@@ -29,8 +33,7 @@ def test_page_boundaries_exact_multiple_short_last_page_empty_and_single(
     assert offsets(sandbox, "contact") == [0, 100, 200]
     assert offsets(sandbox, "lead") == [0]
     assert offsets(sandbox, "opportunity") == [0]
-    for name in ("account", "contact", "opportunity"):
-        assert_same_records(sandbox.store.records(name), warehouse_records(warehouse, name))
+    assert_tables_match(sandbox.store, warehouse, ("account", "contact", "opportunity"))
     metadata = {
         e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()
     }
