@@ -79,6 +79,17 @@ def deploy_home(tmp_path: Path, dagster_database: str, monkeypatch: pytest.Monke
     return home
 
 
+def _dagster_query(url: str, query: str, *params: object) -> list[tuple]:
+    """`query`'s rows from the Dagster database at `url` (dagster-postgres's SQLAlchemy URL)."""
+    connection = psycopg2.connect(url.replace("+psycopg2", ""))
+    try:
+        cursor = connection.cursor()
+        cursor.execute(query, params)
+        return cursor.fetchall()
+    finally:
+        connection.close()
+
+
 def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
     make_sandbox: SandboxFactory,
     crm_assets_def: dg.AssetsDefinition,
@@ -99,33 +110,28 @@ def test_the_deploy_instance_keeps_runs_and_events_in_postgres(
 
     assert materialization is not None
     assert materialization.run_id == result.run_id
-    connection = psycopg2.connect(dagster_database.replace("+psycopg2", ""))
-    try:
-        cursor = connection.cursor()
-        cursor.execute("select status from runs where run_id = %s", [result.run_id])
-        assert cursor.fetchall() == [("SUCCESS",)]
-        cursor.execute(
-            "select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
-            [result.run_id, "ASSET_MATERIALIZATION"],
-        )
-        assert cursor.fetchone() == (4,)  # one per CRM table
-    finally:
-        connection.close()
+    run = result.run_id
+    status = _dagster_query(dagster_database, "select status from runs where run_id = %s", run)
+    assert status == [("SUCCESS",)]
+    materializations = _dagster_query(
+        dagster_database,
+        "select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
+        run,
+        "ASSET_MATERIALIZATION",
+    )
+    assert materializations == [(4,)]  # one per CRM table
 
 
 def _stored_in_postgres(url: str, text: str) -> int:
     """How many rows of the Dagster database's runs and events hold `text`."""
-    connection = psycopg2.connect(url.replace("+psycopg2", ""))
-    try:
-        cursor = connection.cursor()
-        cursor.execute(
-            "select (select count(*) from runs where strpos(run_body, %s) > 0)"
-            " + (select count(*) from event_logs where strpos(event, %s) > 0)",
-            [text, text],
-        )
-        return cursor.fetchone()[0]
-    finally:
-        connection.close()
+    ((count,),) = _dagster_query(
+        url,
+        "select (select count(*) from runs where strpos(run_body, %s) > 0)"
+        " + (select count(*) from event_logs where strpos(event, %s) > 0)",
+        text,
+        text,
+    )
+    return count
 
 
 @pytest.mark.long_running(45)

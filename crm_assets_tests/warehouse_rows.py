@@ -12,6 +12,7 @@ from dlt.destinations.sql_client import SqlClientBase
 from crm_assets.source.contract import crm_resource_names
 from crm_assets.source.schema import DELETED_AT, declared_columns, rename_map
 from crm_assets.warehouse.resource import WarehouseResource
+from crm_sandbox import CrmStore
 
 _DLT_COLUMNS = {"_dlt_load_id", "_dlt_id", DELETED_AT}
 
@@ -83,7 +84,7 @@ def warehouse_records(
 
 
 def assert_tables_match(
-    store: Any, warehouse: WarehouseResource, names: Iterable[str] | None = None
+    store: CrmStore, warehouse: WarehouseResource, names: Iterable[str] | None = None
 ) -> None:
     """Each table of `names` (default: every CRM table) holds `store`'s records, read back
     through one SQL client."""

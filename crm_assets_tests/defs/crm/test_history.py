@@ -103,15 +103,11 @@ def test_an_incremental_sync_keeps_the_versions_a_full_one_would(
 
     assert materialization_metadata(incremental, "opportunity")["sync_mode"] == "incremental"
     now = {r["id"]: r["stage"] for r in sandbox.store.records("opportunity")}
-    versions = [
-        version
-        for i in sorted(before)
-        for version in (
-            [(i, before[i], True)]
-            if now[i] == before[i]
-            else [(i, before[i], False), (i, now[i], True)]
-        )
-    ]
+    versions = []  # a record whose stage moved: its old version closed, its new one current
+    for i in sorted(before):
+        if now[i] != before[i]:
+            versions.append((i, before[i], False))
+        versions.append((i, now[i], True))
     assert len(versions) == RECORDS + 2
     assert _versions(warehouse) == versions
 
