@@ -1,6 +1,7 @@
 """What deploy/ holds: the production instance config against a live PostgreSQL (runs and events
 read back by Dagster and by plain SQL; four resources loading at once, no secret stored even at
-DEBUG), the image's files and command, and the Helm values.
+DEBUG), the image's files and command (serving the definitions, loaded with no env set), and
+the Helm values.
 """
 
 import json
@@ -20,6 +21,8 @@ import psycopg2
 import pytest
 import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import GrpcServerTarget
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -208,10 +211,25 @@ def _health(port: str) -> int:
             return health_pb2.HealthCheckResponse.UNKNOWN
 
 
+def _served_jobs(port: str, home: str) -> list[str]:
+    """The jobs of the code location the code server at `port` serves. Its load error fails the
+    test, as `dagster definitions validate` reports it of the code server it starts."""
+    target = GrpcServerTarget(host="127.0.0.1", port=int(port), socket=None, location_name=None)
+    with (
+        dg.DagsterInstance.from_config(home) as instance,
+        WorkspaceProcessContext(instance, target) as workspace,
+    ):
+        (entry,) = workspace.create_request_context().get_code_location_entries().values()
+        assert entry.code_location, entry.load_error and entry.load_error.message
+        repositories = entry.code_location.get_repositories().values()
+        return sorted(job.name for r in repositories for job in r.get_all_jobs())
+
+
 @pytest.mark.long_running(20)
 def test_the_image_copies_what_exists_and_serves_the_code_location(tmp_path: Path) -> None:
     """What can be checked without building it (no registry for base images here): its files
-    and extras exist, and its command, run here, serves the definitions with no CRM_* set."""
+    and extras exist, and its command, run here with no CRM_* set, serves the definitions
+    loaded without error (as `dagster definitions validate` checks them)."""
     copies, extras, cmd = _dockerfile()
     for sources in copies:
         assert all((REPO / source).exists() for source in sources), sources
@@ -238,6 +256,7 @@ def test_the_image_copies_what_exists_and_serves_the_code_location(tmp_path: Pat
             assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the code server did not answer in 90 s"
             time.sleep(0.5)
+        assert _served_jobs(port, env["DAGSTER_HOME"]) == ["__ASSET_JOB", "crm_sync_job"]
     finally:
         stop_group(server)
 
