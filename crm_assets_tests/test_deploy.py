@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.warehouse.resource import WarehouseResource
+from crm_assets.warehouse.resource import WAREHOUSE_POOL, WarehouseResource
 from crm_assets_tests.conftest import (
     REPO,
     SandboxFactory,
@@ -154,10 +154,11 @@ def test_on_postgres_four_cli_runs_load_at_once_and_store_no_secret_even_at_debu
         config.write(DEBUG_EVERYWHERE)
     env = cli_env(dagster_home=deploy_home, base_url=sandbox.base_url, api_key=AWKWARD_KEY)
     env |= warehouse_env(warehouse)
-    with dg.DagsterInstance.from_config(str(deploy_home)) as instance:  # the first sync
-        first = materialize(
-            [crm_assets_def], sandbox, warehouse, instance=instance, api_key=AWKWARD_KEY
-        )
+    with dg.DagsterInstance.from_config(str(deploy_home)) as instance:
+        # a fresh deployment's one step before its first runs (docs/deploying.md): what
+        # `dagster instance concurrency set crm_warehouse 4` does
+        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 4)
+    first = materialize([crm_assets_def], sandbox, warehouse, api_key=AWKWARD_KEY)
     assert first.success, failure_message(first)
     for name in crm_resource_names():
         sandbox.store.insert(name, {})  # a change everywhere since the first sync
