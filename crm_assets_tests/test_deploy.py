@@ -147,17 +147,19 @@ def test_on_postgres_four_cli_runs_load_at_once_and_store_no_secret_even_at_debu
     warehouse: WarehouseResource,
 ) -> None:
     """Four launches, one resource each, as four workers would run them: none waits for the
-    pool (limit 4 in deploy/dagster.yaml), each in its own dlt working directory; with every
-    logger at DEBUG, neither the key nor the password is in their output, files or runs."""
+    pool (deploy/dagster.yaml's limit, set as docs/deploying.md says), each in its own dlt
+    working directory; with every logger at DEBUG, neither the key nor the password is in their
+    output, files or runs."""
     sandbox = make_sandbox(400, api_key=AWKWARD_KEY, latency_ms=10)
     with (deploy_home / "dagster.yaml").open("a") as config:
         config.write(DEBUG_EVERYWHERE)
     env = cli_env(dagster_home=deploy_home, base_url=sandbox.base_url, api_key=AWKWARD_KEY)
     env |= warehouse_env(warehouse)
+    limit = yaml.safe_load(DEPLOY_CONFIG.read_text())["concurrency"]["pools"]["default_limit"]
     with dg.DagsterInstance.from_config(str(deploy_home)) as instance:
         # a fresh deployment's one step before its first runs (docs/deploying.md): what
-        # `dagster instance concurrency set crm_warehouse 4` does
-        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, 4)
+        # `dagster instance concurrency set crm_warehouse <limit>` does
+        instance.event_log_storage.set_concurrency_slots(WAREHOUSE_POOL, limit)
     first = materialize([crm_assets_def], sandbox, warehouse, api_key=AWKWARD_KEY)
     assert first.success, failure_message(first)
     for name in crm_resource_names():

@@ -9,10 +9,7 @@ from crm_assets.source.contract import crm_resource_names
 from crm_assets.warehouse.resource import WarehouseResource
 from crm_assets_tests.conftest import TEST_KEY, SandboxFactory, Sync, on_each_destination
 from crm_assets_tests.support import failure_message
-from crm_assets_tests.warehouse_rows import (
-    assert_tables_match,
-    warehouse_records,
-)
+from crm_assets_tests.warehouse_rows import assert_tables_match, warehouse_records
 from crm_sandbox import SandboxServer
 
 
