@@ -25,10 +25,23 @@ logger = logging.getLogger(__name__)
 ANALYTICS_GROUP = "analytics"
 ACCOUNT_SUMMARY = dg.AssetKey([ANALYTICS_SCHEMA, "account_summary"])
 ONE_ROW_PER_ACCOUNT = "one_row_per_live_account"
+# eager() counts a request or an update of the model as having handled its tables' syncs. When
+# the model updated and a table it reads synced again without it (a manual sync just after the
+# change sensor's run) before one tick, that reset won and the model stayed behind its tables
+# until their next change. Here an update handles them only when no table updated in that window
+# (beside the model, in the same run); in doubt the model rebuilds.
+_HANDLED = (
+    dg.AutomationCondition.newly_requested()
+    | (dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.any_deps_updated())
+    | dg.AutomationCondition.initial_evaluation()
+).with_label("handled")
 # A model rebuilds after its tables sync, never on top of one short of the API (its blocking
 # reconciliation check failed).
 MODEL_AUTOMATION = (
-    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    dg.AutomationCondition.eager()
+    .replace("handled", _HANDLED)
+    .with_label("eager (a table synced after the model still counts)")
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
 )
 
 COLUMNS = dg.TableSchema(
