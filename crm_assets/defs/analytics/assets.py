@@ -25,14 +25,15 @@ logger = logging.getLogger(__name__)
 ANALYTICS_GROUP = "analytics"
 ACCOUNT_SUMMARY = dg.AssetKey([ANALYTICS_SCHEMA, "account_summary"])
 ONE_ROW_PER_ACCOUNT = "one_row_per_live_account"
-# eager() counts a request or an update of the model as having handled its tables' syncs. When
-# the model updated and a table it reads synced again without it (a manual sync just after the
-# change sensor's run) before one tick, that reset won and the model stayed behind its tables
-# until their next change. Here an update handles them only when no table updated in that window
-# (beside the model, in the same run); in doubt the model rebuilds.
+# eager() counts a request or an update of the model as having handled every sync of its tables
+# seen in the same evaluation window. A table synced again without the model (a manual sync just
+# after the change sensor's run) in the window of the model's request or update was thus lost:
+# the model stayed behind its tables until their next change. Here a request or an update
+# handles them only when no table updated in that window outside the model's own run; in doubt
+# the model rebuilds.
 _HANDLED = (
-    dg.AutomationCondition.newly_requested()
-    | (dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.any_deps_updated())
+    (dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
+    & ~dg.AutomationCondition.any_deps_updated()
     | dg.AutomationCondition.initial_evaluation()
 ).with_label("handled")
 # A model rebuilds after its tables sync, never on top of one short of the API (its blocking

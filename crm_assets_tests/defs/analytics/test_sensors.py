@@ -53,7 +53,8 @@ def test_the_model_rebuilds_after_a_parent_syncs_and_only_then() -> None:
 
 def test_a_table_synced_after_the_model_within_one_tick_still_rebuilds_it() -> None:
     """The change sensor's run (table and model), then a manual sync of the table, before the
-    automation's next tick: the model is behind its table and rebuilds (eager() skipped it)."""
+    automation's next tick: the model is behind its table and rebuilds (eager() skipped it);
+    likewise for a sync between the model's request and the next tick."""
 
     @dg.asset(key=asset_key("account"))
     def account() -> None: ...
@@ -82,6 +83,12 @@ def test_a_table_synced_after_the_model_within_one_tick_still_rebuilds_it() -> N
     run(account)
     requested, cursor = tick(cursor)
     assert requested == 1
+    run(account)  # synced after the model's request, maybe after its run read the table
+    requested, cursor = tick(cursor)
+    assert requested == 1
+    run(summary)  # the requested rebuild, with nothing synced beside it
+    requested, cursor = tick(cursor)
+    assert requested == 0
 
 
 def test_the_automation_sensor_is_on_by_default_and_targets_the_models() -> None:
