@@ -335,6 +335,16 @@ def build_crm_assets(
         crm_api: CrmApiResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        keys = context.selected_asset_keys
+        if unkept := [
+            f"crm/{history_table(n)}"
+            for n in history
+            if asset_key(n) in keys and asset_key(history_table(n)) not in keys
+        ]:
+            context.log.warning(
+                f"history mode is on, but this run does not select {', '.join(unkept)}: the"
+                " versions this read sees are not kept (select group crm, or both assets)"
+            )
         secrets = [crm_api.resolved_api_key(), *warehouse.secrets()]
         problem = None
         with redacted_logs(secrets):

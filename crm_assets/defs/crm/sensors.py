@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import quote, unquote
@@ -19,6 +19,7 @@ from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.translator import asset_key
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
+from crm_assets.source.history import history_table
 from crm_assets.source.probe import Fingerprint, ProbeError
 
 SENSOR_NAME = "crm_change_sensor"
@@ -121,19 +122,27 @@ def _why(plan: Plan) -> str:
 
 
 def _run_request(
-    plan: Plan, names: list[str], run_key: str, models: Sequence[dg.AssetsDefinition] = ()
+    plan: Plan,
+    names: list[str],
+    run_key: str,
+    models: Sequence[dg.AssetsDefinition] = (),
+    history: Collection[str] = (),
 ) -> dg.RunRequest:
-    """A run syncing `names`, then rebuilding the `models` that read any of them, tagged with why
-    (only the reasons that apply: an empty tag shows in the UI as "crm/stale:")."""
+    """A run syncing `names` (with the history table of those in `history`: the same read writes
+    it), then rebuilding the `models` that read any of them, tagged with why (only the reasons
+    that apply: an empty tag shows in the UI as "crm/stale:")."""
     reasons = {
         "crm/changed": [n for n in plan.changed if n in names],
         "crm/stale": [n for n in plan.stale if n in names],
     }
-    synced = {asset_key(name) for name in names}
-    downstream = [key for model in models if synced & model.dependency_keys for key in model.keys]
+    synced = [asset_key(name) for name in names]
+    synced += [asset_key(history_table(name)) for name in names if name in history]
+    downstream = [
+        key for model in models if set(synced) & model.dependency_keys for key in model.keys
+    ]
     return dg.RunRequest(
         run_key=run_key,
-        asset_selection=[*(asset_key(name) for name in names), *downstream],
+        asset_selection=[*synced, *downstream],
         tags={tag: ",".join(which) for tag, which in reasons.items() if which},
     )
 
@@ -201,10 +210,14 @@ def build_crm_change_sensor(
                 skip_reason=dg.SkipReason(reason), cursor=cursor, asset_events=observed
             )
         key = _run_key(plan, last)
+        history = settings.history
         if settings.run_per_resource:
-            requests = [_run_request(plan, [name], f"{key}-{name}") for name in plan.to_sync]
+            requests = [
+                _run_request(plan, [name], f"{key}-{name}", history=history)
+                for name in plan.to_sync
+            ]
         else:
-            requests = [_run_request(plan, plan.to_sync, key, models)]
+            requests = [_run_request(plan, plan.to_sync, key, models, history)]
         context.log.info(f"syncing {_why(plan)}")  # a launching tick says what it saw too
         return dg.SensorResult(run_requests=requests, cursor=cursor, asset_events=observed)
 

@@ -3,6 +3,7 @@ current-state table; a change opens a version, no change writes nothing, a delet
 current one and a return opens a new one, on full and incremental syncs alike."""
 
 import dagster as dg
+import pytest
 
 from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.checks import HISTORY_CONSISTENT, build_table_checks
@@ -147,3 +148,18 @@ def test_the_history_asset_cannot_be_synced_without_its_table(
 
     assert not result.success
     assert "select both" in failure_message(result)
+
+
+def test_a_run_of_the_table_without_its_history_says_the_versions_are_not_kept(
+    sandbox: SandboxServer, warehouse: WarehouseResource, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = materialize(
+        [build_crm_assets(history=["opportunity"])],
+        sandbox,
+        warehouse,
+        selection=[dg.AssetKey(["crm", "opportunity"])],
+    )
+
+    assert result.success, failure_message(result)
+    logged = capsys.readouterr().err
+    assert "does not select crm/opportunity_history: the versions this read sees" in logged

@@ -65,3 +65,27 @@ def test_per_resource_schedule_asks_one_full_run_per_table(
     ]
     assert all(len(r.asset_selection or []) == 1 for r in requests)
     assert all(r.run_config["ops"]["crm_sync"]["config"]["mode"] == "full" for r in requests)
+
+
+def test_per_resource_schedule_syncs_a_history_table_with_its_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CRM_RUN_PER_RESOURCE", "true")
+    monkeypatch.setenv("CRM_HISTORY", "opportunity")
+    schedule = defs().resolve_schedule_def("crm_reconcile_schedule")
+    tick = datetime(2026, 11, 29, 3, tzinfo=UTC)
+
+    requests = (
+        schedule.evaluate_tick(
+            dg.build_schedule_context(scheduled_execution_time=tick)
+        ).run_requests
+        or []
+    )
+
+    selections = {tuple(k.path[-1] for k in r.asset_selection or []) for r in requests}
+    assert selections == {
+        ("account",),
+        ("contact",),
+        ("lead",),
+        ("opportunity", "opportunity_history"),
+    }

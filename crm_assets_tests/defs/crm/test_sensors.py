@@ -9,6 +9,8 @@ import pytest
 
 from crm_assets.definitions import defs
 from crm_assets.defs.analytics.assets import ACCOUNT_SUMMARY, build_account_summary_asset
+from crm_assets.defs.analytics.stage_durations import STAGE_DURATIONS, build_stage_durations_asset
+from crm_assets.defs.crm.assets import build_crm_assets
 from crm_assets.defs.crm.resources import CrmApiResource
 from crm_assets.defs.crm.sensors import (
     build_crm_change_sensor,
@@ -167,6 +169,33 @@ def test_the_first_sync_on_an_empty_instance_builds_the_model_in_the_same_run(
     )
     split_requests = split.tick().run_requests or []
     assert [r.asset_selection for r in split_requests] == [[asset_key(n)] for n in ALL]
+
+
+def test_with_history_on_a_sensor_sync_writes_the_history_and_rebuilds_its_model(
+    sandbox: SandboxServer, instance: dg.DagsterInstance, warehouse: WarehouseResource
+) -> None:
+    """The history table is written by its resource's read: a run that syncs the resource
+    without it would leave every change the sensor syncs out of the history."""
+    settings = OrchestrationSettings(history=("opportunity",))
+    crm, model = build_crm_assets(history=settings.history), build_stage_durations_asset()
+    ticker = Ticker(sandbox, instance, settings=settings, models=[model])
+
+    (request,) = ticker.tick().run_requests or []
+    selection = list(request.asset_selection or [])
+    result = materialize([crm, model], sandbox, warehouse, selection, instance=instance)
+
+    assert result.success, failure_message(result)
+    assert asset_key("opportunity_history") in selection
+    assert STAGE_DURATIONS in selection
+    with warehouse.sql_client() as client:
+        history = client.make_qualified_table_name("opportunity_history")
+        (versions,) = client.execute_sql(f"select count(*) from {history}")[0]
+    assert versions == sandbox.store.total("opportunity")
+    split_settings = OrchestrationSettings(run_per_resource=True, history=settings.history)
+    split = Ticker(sandbox, instance, settings=split_settings, models=[model])
+    split_requests = split.tick().run_requests or []
+    selections = {tuple(k.path[-1] for k in r.asset_selection or []) for r in split_requests}
+    assert ("opportunity", "opportunity_history") in selections
 
 
 def test_no_change_skips_at_one_request_per_resource(
