@@ -179,8 +179,12 @@ def test_the_ui_shows_lineage_runs_the_crm_group_and_describes_its_tables(
         page.screenshot(path=artifacts / "endpoint.png")
         with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
             latest = instance.fetch_observations(api_asset_key("account"), limit=1).records
-            # the sensor's first run on this fresh instance built the model with the tables
+            # the sensor's first run on this fresh instance built the model with the tables,
+            # and the history of the resource in history mode with its table
             assert instance.get_latest_materialization_event(ACCOUNT_SUMMARY) is not None
+            by_sensor = dg.RunsFilter(tags={"dagster/sensor_name": "crm_change_sensor"})
+            (first_sync,) = instance.get_runs(filters=by_sensor)
+            assert asset_key("opportunity_history") in (first_sync.asset_selection or ())
             # synced since its endpoint's last observation: the lineage shows no "Unsynced"
             staleness = get_stale_status_resolver(instance, list(defs().assets or []))
             assert staleness.get_status(asset_key("account")) == StaleStatus.FRESH
