@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -94,10 +95,25 @@ def expected_summary(store: CrmStore) -> dict[int, tuple]:
     }
 
 
+# Dagster's servers map SIGTERM to SIGINT's handler: started with SIGINT ignored, as a shell
+# leaves it for a background job (a CI runner may start the tests so), they ignore SIGTERM too.
+_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+    " os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def start_group(command: list[str], **popen: Any) -> subprocess.Popen:
+    """`command` as the leader of a new process group, for `stop_group`, with SIGINT at its
+    default whatever this process inherited, so that the servers it starts stop on SIGTERM."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _DEFAULT_SIGINT, *command], start_new_session=True, **popen
+    )
+
+
 def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
-    """SIGTERMs the process group `process` leads (started with `start_new_session`), as a
-    supervisor stops it, then SIGKILLs what is left after `grace_s`: on a loaded machine a Dagster
-    server that was signalled while still settling in has been seen to ignore SIGTERM for good."""
+    """SIGTERMs the process group `process` leads (see `start_group`), as a supervisor stops it,
+    then SIGKILLs what is left after `grace_s`."""
     os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_s)

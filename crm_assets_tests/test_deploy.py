@@ -43,6 +43,7 @@ from crm_assets_tests.support import (
     failure_message,
     files_containing,
     secret_forms,
+    start_group,
     stop_group,
 )
 from crm_assets_tests.warehouse_rows import assert_tables_match
@@ -245,13 +246,12 @@ def test_the_image_copies_what_exists_and_serves_the_code_location(tmp_path: Pat
     env = cli_env(dagster_home=prepare_dagster_home(tmp_path / "home"))
     log = tmp_path / "code_server.log"
     with log.open("w") as output:
-        server = subprocess.Popen(
+        server = start_group(  # stopped with the code server it starts
             [venv_script("dagster"), *args],
             cwd=tmp_path,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # stopped with the code server it starts
         )
     try:
         deadline = time.monotonic() + 90

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from crm_assets_tests.conftest import free_port
-from crm_assets_tests.support import stop_group
+from crm_assets_tests.support import start_group, stop_group
 from crm_sandbox.runs import dg_command
 
 STOP_S = 30  # it stops in about 5 s here; the margin is for a loaded CI machine
@@ -39,13 +39,12 @@ def dagster_dev(env: Mapping[str, str], cwd: Path, log: Path) -> Iterator[str]:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log.open("w") as output:
-        process = subprocess.Popen(
+        process = start_group(
             dg_command("dev", "-h", "127.0.0.1", "-p", str(port)),
             cwd=cwd,
             env=dict(env),
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 120

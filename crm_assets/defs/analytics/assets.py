@@ -32,8 +32,10 @@ ONE_ROW_PER_ACCOUNT = "one_row_per_live_account"
 # handles them only when no table updated in that window outside the model's own run; in doubt
 # the model rebuilds.
 _HANDLED = (
-    (dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
-    & ~dg.AutomationCondition.any_deps_updated()
+    (
+        (dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated())
+        & ~dg.AutomationCondition.any_deps_updated()
+    )
     | dg.AutomationCondition.initial_evaluation()
 ).with_label("handled")
 # A model rebuilds after its tables sync, never on top of one short of the API (its blocking
