@@ -87,9 +87,10 @@ def _rebuilt_by_automation(home: Path, key: dg.AssetKey) -> dg.DagsterRun:
     """Until `key` is synced with its inputs again (no "Unsynced" in the UI), as the automation
     sensor's next tick leaves it after a run of its inputs; the run that last materialized it."""
     deadline = time.monotonic() + SLOW_MS / 1000
+    assets = list(defs().assets or [])
     with dg.DagsterInstance.from_config(str(home)) as instance:
         while time.monotonic() < deadline:
-            staleness = get_stale_status_resolver(instance, list(defs().assets or []))
+            staleness = get_stale_status_resolver(instance, assets)
             if staleness.get_status(key) == StaleStatus.FRESH:
                 event = instance.get_latest_materialization_event(key)
                 run = instance.get_run_by_id(event.run_id) if event else None

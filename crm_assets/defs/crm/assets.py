@@ -187,6 +187,25 @@ def _shifted(
     }
 
 
+def _history_to_write(context: dg.AssetExecutionContext, configured: Collection[str]) -> list[str]:
+    """The resources whose history this run writes: those whose history asset it selects. One
+    read writes a table and its history, so a history selected alone fails the run, and a table
+    in history mode selected alone is warned of (its read's versions are not kept)."""
+    keys = context.selected_asset_keys
+    history = [n for n in crm_resource_names() if asset_key(history_table(n)) in keys]
+    if alone := [n for n in history if asset_key(n) not in keys]:
+        raise CrmSyncError(
+            f"crm/{history_table(alone[0])} is written by the sync of crm/{alone[0]}: select both"
+        )
+    if unkept := [n for n in configured if asset_key(n) in keys and n not in history]:
+        context.log.warning(
+            f"history mode is on, but this run does not select"
+            f" {', '.join(f'crm/{history_table(n)}' for n in unkept)}: the versions this read"
+            " sees are not kept (select group crm, or both assets)"
+        )
+    return history
+
+
 def _sync(
     pipeline: Pipeline,
     context: dg.AssetExecutionContext,
@@ -195,6 +214,7 @@ def _sync(
     crm_api: CrmApiResource,
     warehouse: WarehouseResource,
     translator: CrmTranslator,
+    configured_history: Collection[str],
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One sync through `pipeline`: read the API through dlt into the warehouse, again for a
     resource whose list moved under the read (up to `max_rereads`), then marks, metadata,
@@ -202,12 +222,7 @@ def _sync(
     ledger = SyncLedger()
     keys = context.selected_asset_keys
     selected = [n for n in crm_resource_names() if asset_key(n) in keys]
-    history = [n for n in crm_resource_names() if asset_key(history_table(n)) in keys]
-    if alone := [history_table(n) for n in history if n not in selected]:
-        raise CrmSyncError(
-            f"crm/{alone[0]} is written by the sync of crm/{alone[0].removesuffix('_history')}:"
-            " select both"
-        )
+    history = _history_to_write(context, configured_history)
     incremental = config.mode != "full" and crm_api.is_incremental
     if config.mode == "incremental" and not incremental:
         context.log.warning("mode incremental, but crm_api has no incremental_param: full")
@@ -335,22 +350,14 @@ def build_crm_assets(
         crm_api: CrmApiResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        keys = context.selected_asset_keys
-        if unkept := [
-            f"crm/{history_table(n)}"
-            for n in history
-            if asset_key(n) in keys and asset_key(history_table(n)) not in keys
-        ]:
-            context.log.warning(
-                f"history mode is on, but this run does not select {', '.join(unkept)}: the"
-                " versions this read sees are not kept (select group crm, or both assets)"
-            )
         secrets = [crm_api.resolved_api_key(), *warehouse.secrets()]
         problem = None
         with redacted_logs(secrets):
             try:
                 with warehouse.open_pipeline(PIPELINE_NAME, context.run.run_id) as pipeline:
-                    yield from _sync(pipeline, context, config, dlt, crm_api, warehouse, translator)
+                    yield from _sync(
+                        pipeline, context, config, dlt, crm_api, warehouse, translator, history
+                    )
             except PipelineStepFailed as failure:
                 problem = describe_sync_failure(failure, crm_api.retry_policy, secrets)
             except Exception as error:

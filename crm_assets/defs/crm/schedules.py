@@ -5,10 +5,9 @@ from collections.abc import Iterator
 import dagster as dg
 
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
-from crm_assets.defs.crm.translator import asset_key
+from crm_assets.defs.crm.translator import read_keys
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.history import history_table
 
 RECONCILE_SCHEDULE = "crm_reconcile_schedule"
 # Always a full read: only a full sync can see records deleted upstream.
@@ -36,11 +35,10 @@ def build_reconcile_schedule(settings: OrchestrationSettings) -> dg.ScheduleDefi
     def one_run_per_table(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         when = context.scheduled_execution_time
         for name in crm_resource_names():
-            history = [asset_key(history_table(name))] if name in settings.history else []
             yield dg.RunRequest(
                 run_key=f"reconcile-{when.isoformat() if when else ''}-{name}",
                 run_config=_FULL,
-                asset_selection=[asset_key(name), *history],  # one read writes both
+                asset_selection=read_keys(name, settings.history),
             )
 
     return dg.ScheduleDefinition(execution_fn=one_run_per_table, **common)

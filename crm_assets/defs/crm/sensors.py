@@ -16,10 +16,9 @@ import dagster as dg
 from crm_assets.defs.crm.endpoints import endpoint_observations, probe_endpoints
 from crm_assets.defs.crm.jobs import CRM_SYNC_JOB
 from crm_assets.defs.crm.resources import CrmApiResource
-from crm_assets.defs.crm.translator import asset_key
+from crm_assets.defs.crm.translator import asset_key, read_keys
 from crm_assets.settings import OrchestrationSettings
 from crm_assets.source.contract import crm_resource_names
-from crm_assets.source.history import history_table
 from crm_assets.source.probe import Fingerprint, ProbeError
 
 SENSOR_NAME = "crm_change_sensor"
@@ -135,8 +134,7 @@ def _run_request(
         "crm/changed": [n for n in plan.changed if n in names],
         "crm/stale": [n for n in plan.stale if n in names],
     }
-    synced = [asset_key(name) for name in names]
-    synced += [asset_key(history_table(name)) for name in names if name in history]
+    synced = [key for name in names for key in read_keys(name, history)]
     downstream = [
         key for model in models if set(synced) & model.dependency_keys for key in model.keys
     ]

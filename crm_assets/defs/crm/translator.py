@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import dagster as dg
@@ -11,6 +11,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from crm_assets.defs.crm.metadata import column_schema, table_metadata
 from crm_assets.source.contract import endpoint_path
+from crm_assets.source.history import history_table
 
 ASSET_PREFIX = "crm"
 API_PREFIX = "crm_api"
@@ -27,6 +28,13 @@ def asset_key(resource_name: str) -> dg.AssetKey:
 
 def api_asset_key(resource_name: str) -> dg.AssetKey:
     return dg.AssetKey([API_PREFIX, f"{resource_name}{API_SUFFIX}"])
+
+
+def read_keys(resource_name: str, history: Collection[str] = ()) -> list[dg.AssetKey]:
+    """The assets one read of a resource writes: its table, and its history when the resource is
+    in `history` mode. A run should select them together."""
+    history_key = [asset_key(history_table(resource_name))] if resource_name in history else []
+    return [asset_key(resource_name), *history_key]
 
 
 @dataclass
